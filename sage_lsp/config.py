@@ -1,0 +1,392 @@
+"""Settings: defaults < config file (``$SAGE_HOME/config.toml``) < environment < explicit values.
+
+Every setting has one python name (snake_case, also its key in the config file), one protocol name
+(camelCase, used by ``initializationOptions`` and ``workspace/didChangeConfiguration``), a parser
+that checks its value, and the environment variables that may set it. A bad value raises
+:class:`SettingsError`, which names the setting, the value and where it came from.
+docs/configuration.md lists every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sage_lsp.paths import SAGE_HOME_ENV, SagePaths
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+BACKENDS = ("mock", "openai", "compatible", "finetune", "vllm", "ollama")
+"""Every backend name the ``backend`` setting accepts."""
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are SAGE's code assistant, running from the user's editor or terminal. "
+    "Answer concisely and accurately; use fenced code blocks for code. "
+    "If you are not sure, say so."
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the setting, the value and its source."""
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """How the ``finetune`` backend runs vLLM (the ``[vllm]`` table, the protocol's ``vllm``)."""
+
+    python: str | None = None
+    """The Python that runs vLLM; ``None`` means the interpreter running sage-lsp."""
+    extra_args: tuple[str, ...] = ()
+    """Extra command-line arguments for the vLLM server."""
+    startup_timeout_seconds: float = 900.0
+    """How long a launched server may take to serve the model."""
+    tensor_parallel_size: int = 1
+    """GPUs one model is split over (``--tensor-parallel-size``)."""
+    serve_adapter: bool = False
+    """Serve the base model with the LoRA adapter instead of merging it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a chat session needs to know, resolved from all sources."""
+
+    sage_home: Path = field(default_factory=lambda: Path.home() / ".sage")
+    """Root of sage-lsp's files (``SAGE_HOME``)."""
+    backend: str = "mock"
+    """Which backend answers: one of :data:`BACKENDS`."""
+    model: str | None = None
+    """Model name sent to the backend; ``None`` asks the server (or uses the backend default)."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, ending in ``/v1``; ``None`` uses the backend default."""
+    api_key: str | None = None
+    """API key for the backend."""
+    finetune_model: str = "sage_code_expert"
+    """Name of the finetuned model under ``$SAGE_HOME/finetune_output/``."""
+    finetune_port: int = 8000
+    """Port the finetuned model's vLLM server should use."""
+    index: str | None = "docs-public"
+    """Retrieval index name, or ``None`` for no retrieval."""
+    top_k: int = 4
+    """How many retrieved passages go into the prompt (1..20)."""
+    keep_alive_seconds: float = 0.0
+    """How long a launched service outlives its last editor session."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """System prompt that starts every conversation."""
+    history_tokens: int = 6000
+    """Budget (estimated tokens) of the history sent to the model; oldest turns go first."""
+    max_tokens: int | None = None
+    """Largest answer the model may give, or ``None`` for the server's default."""
+    request_timeout_seconds: float = 600.0
+    """How long to wait for the model to answer (per read of the stream)."""
+    merge_python: str | None = None
+    """The Python that merges LoRA adapters; ``None`` means ``vllm.python``."""
+    vllm: VllmSettings = field(default_factory=VllmSettings)
+    """How vLLM is run for the ``finetune`` backend."""
+
+    @property
+    def paths(self) -> SagePaths:
+        """The files and folders under :attr:`sage_home`."""
+        return SagePaths(self.sage_home)
+
+
+# ---------------------------------------------------------------------------------------------
+# value parsers: each takes a raw value (from TOML, JSON or an environment string) and returns
+# the typed value, or raises ValueError with the reason.
+
+
+def _choice(options: Iterable[str]) -> Callable[[object], str]:
+    allowed = tuple(options)
+
+    def parse(raw: object) -> str:
+        if not isinstance(raw, str) or raw.strip().lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return raw.strip().lower()
+
+    return parse
+
+
+def _optional_text(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("must be a string")
+    return raw.strip() or None
+
+
+def _text(raw: object) -> str:
+    value = _optional_text(raw)
+    if value is None:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _optional_index(raw: object) -> str | None:
+    value = _optional_text(raw)
+    return None if value is None or value.lower() == "none" else value
+
+
+def _url(raw: object) -> str | None:
+    value = _optional_text(raw)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/") if value else None
+
+
+def _number(raw: object, kind: type[int] | type[float]) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("must be a number")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+    else:
+        raise ValueError("must be a number")
+    if kind is int and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        value = int(_number(raw, int))
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _optional_positive_int(raw: object) -> int | None:
+    if raw is None or raw == "":
+        return None
+    return _int_range(1, 10_000_000)(raw)
+
+
+def _non_negative(raw: object) -> float:
+    value = _number(raw, float)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive(raw: object) -> float:
+    value = _number(raw, float)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(raw, str) and raw.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _arguments(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        try:
+            return tuple(shlex.split(raw))
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc})") from None
+    if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        return tuple(raw)
+    raise ValueError("must be a list of strings or one string split as a shell would")
+
+
+def _path(raw: object) -> Path:
+    return Path(_text(raw)).expanduser()
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its names in each source, its parser and its environment variables."""
+
+    name: str
+    """Python name and config-file key; ``vllm.python`` for a key of the ``[vllm]`` table."""
+    protocol_name: str
+    """camelCase name used by the editor protocol (``vllm.extraArgs`` inside ``vllm``)."""
+    parse: Callable[[object], Any]
+    """Turns a raw value into the typed value or raises ValueError with the reason."""
+    env: tuple[str, ...] = ()
+    """Environment variables that set it, the first one set wins."""
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag spelling, e.g. ``--top-k``."""
+        return "--" + self.name.replace("_", "-")
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("sage_home", "sageHome", _path, (SAGE_HOME_ENV,)),
+    SettingSpec("backend", "backend", _choice(BACKENDS), ("SAGE_DEBUG_BACKEND",)),
+    SettingSpec("model", "model", _optional_text, ("SAGE_MODEL",)),
+    SettingSpec("base_url", "baseUrl", _url, ("SAGE_BASE_URL",)),
+    SettingSpec(
+        "api_key", "apiKey", _optional_text, ("SAGE_CHAT_API_KEY", "TEMP_GENERATOR_API_KEY")
+    ),
+    SettingSpec("finetune_model", "finetuneModel", _text, ("SAGE_DEBUG_FINETUNE_MODEL",)),
+    SettingSpec("finetune_port", "finetunePort", _int_range(1, 65535), ("SAGE_FINETUNE_PORT",)),
+    SettingSpec("index", "index", _optional_index, ("SAGE_INDEX",)),
+    SettingSpec("top_k", "topK", _int_range(1, 20), ("SAGE_TOP_K",)),
+    SettingSpec(
+        "keep_alive_seconds", "keepAliveSeconds", _non_negative, ("SAGE_KEEP_ALIVE_SECONDS",)
+    ),
+    SettingSpec("system_prompt", "systemPrompt", _text, ("SAGE_SYSTEM_PROMPT",)),
+    SettingSpec("history_tokens", "historyTokens", _int_range(256, 10_000_000)),
+    SettingSpec("max_tokens", "maxTokens", _optional_positive_int, ("SAGE_MAX_TOKENS",)),
+    SettingSpec(
+        "request_timeout_seconds",
+        "requestTimeoutSeconds",
+        _positive,
+        ("SAGE_REQUEST_TIMEOUT_SECONDS",),
+    ),
+    SettingSpec("merge_python", "mergePython", _optional_text, ("SAGE_MERGE_PYTHON",)),
+    SettingSpec("vllm.python", "vllm.python", _optional_text, ("SAGE_VLLM_PYTHON",)),
+    SettingSpec("vllm.extra_args", "vllm.extraArgs", _arguments, ("SAGE_VLLM_ARGS",)),
+    SettingSpec("vllm.startup_timeout_seconds", "vllm.startupTimeoutSeconds", _positive),
+    SettingSpec("vllm.tensor_parallel_size", "vllm.tensorParallelSize", _int_range(1, 1024)),
+    SettingSpec("vllm.serve_adapter", "vllm.serveAdapter", _boolean),
+)
+"""Every setting, in the order docs/configuration.md lists them."""
+
+_BY_NAME = {spec.name: spec for spec in SPECS}
+_BY_PROTOCOL_NAME = {spec.protocol_name: spec for spec in SPECS}
+
+
+def flatten(values: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """Flatten nested tables: ``{"vllm": {"python": "x"}}`` becomes ``{"vllm.python": "x"}``."""
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def spec_for(key: str) -> SettingSpec | None:
+    """Find a setting by its python or protocol name (``top_k``, ``topK``, ``vllm.extraArgs``)."""
+    return _BY_NAME.get(key) or _BY_PROTOCOL_NAME.get(key)
+
+
+def parse_value(spec: SettingSpec, raw: object, source: str) -> Any:
+    """Parse one raw value, raising :class:`SettingsError` that names the setting and source."""
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"invalid {spec.name} = {raw!r} (from {source}): {exc}") from None
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """Read a config file into flat ``{name: raw value}``; a missing file is empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return flatten(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+
+
+def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: bool) -> Settings:
+    """Return ``base`` with the values of one source applied.
+
+    ``raw`` maps python or protocol names (flat or nested) to raw values. Unknown keys raise
+    :class:`SettingsError` when ``strict`` (a typo in a config file should not pass silently) and
+    are ignored otherwise (an editor may send settings of a newer protocol).
+    """
+    top: dict[str, Any] = {}
+    vllm: dict[str, Any] = {}
+    for key, value in flatten(raw).items():
+        spec = spec_for(key)
+        if spec is None:
+            if strict:
+                raise SettingsError(f"unknown setting {key!r} (from {source})")
+            continue
+        parsed = parse_value(spec, value, source)
+        group, _, attr = spec.name.rpartition(".")
+        (vllm if group else top)[attr] = parsed
+    return replace(base, **top, vllm=replace(base.vllm, **vllm))
+
+
+def from_environment(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:
+    """Collect the raw values the environment sets, and which variable set each."""
+    values: dict[str, object] = {}
+    origin: dict[str, str] = {}
+    for spec in SPECS:
+        for var in spec.env:
+            if env.get(var, "") != "":
+                values[spec.name] = env[var]
+                origin[spec.name] = var
+                break
+    return values, origin
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str = "command line",
+) -> Settings:
+    """Resolve settings: defaults < ``$SAGE_HOME/config.toml`` < environment < ``overrides``.
+
+    ``overrides`` are explicit values (command-line flags, ``initializationOptions``); keys whose
+    value is ``None`` are left out so that an absent flag does not hide a lower layer.
+    """
+    env = os.environ if env is None else env
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    env_values, env_origin = from_environment(env)
+
+    settings = Settings()
+    home_source = "default"
+    if "sage_home" in given:
+        home_source = source
+        settings = apply(settings, {"sage_home": given["sage_home"]}, source, strict=True)
+    elif "sage_home" in env_values:
+        home_source = f"environment variable {env_origin['sage_home']}"
+        settings = apply(settings, {"sage_home": env_values["sage_home"]}, home_source, strict=True)
+
+    config_path = settings.paths.config_file
+    file_values = read_config_file(config_path)
+    if "sage_home" in file_values:
+        raise SettingsError(
+            f"sage_home cannot be set in {config_path} (it says where that file is); "
+            f"set {SAGE_HOME_ENV} instead (now from {home_source})"
+        )
+    settings = apply(settings, file_values, str(config_path), strict=True)
+    for name, value in env_values.items():
+        settings = apply(
+            settings, {name: value}, f"environment variable {env_origin[name]}", strict=True
+        )
+    for name, value in given.items():
+        spec = spec_for(name)
+        where = f"{source} {spec.flag}" if spec and source == "command line" else source
+        settings = apply(settings, {name: value}, where, strict=True)
+
+    if settings.backend == "openai" and settings.api_key is None and env.get("OPENAI_API_KEY"):
+        settings = replace(settings, api_key=env["OPENAI_API_KEY"])
+    return settings
+
+
+def setting_names() -> list[str]:
+    """Python names of every setting (for documentation and tests)."""
+    names = [f.name for f in fields(Settings) if f.name != "vllm"]
+    return names + [f"vllm.{f.name}" for f in fields(VllmSettings)]
