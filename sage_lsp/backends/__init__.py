@@ -1,0 +1,1 @@
+"""Backends: what answers a chat turn (mock, OpenAI-compatible servers, finetuned models)."""

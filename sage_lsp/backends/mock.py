@@ -1,0 +1,73 @@
+"""The mock backend: offline and deterministic, for trying sage-lsp without a model."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator
+
+from sage_lsp.backends.base import ChatRequest, Delta, Finish, StreamEvent, Usage
+
+_WORD = re.compile(r"\S+\s*|\s+")
+
+NO_MODEL_HINT = (
+    "To talk to a real model, pick a backend: `sage chat --backend vllm` (a vLLM server on "
+    "127.0.0.1:8000), `--backend ollama`, `--backend openai` (with OPENAI_API_KEY) "
+    "or `--backend compatible --base-url URL`."
+)
+
+
+def mock_answer(request: ChatRequest) -> str:
+    """The mock's answer: a quote of the best retrieved passage, or how to use a real model."""
+    question = next((m.content for m in reversed(request.messages) if m.role == "user"), "").strip()
+    if request.passages:
+        best = request.passages[0]
+        quote = " ".join(best.text.split())
+        if len(quote) > 600:
+            quote = quote[:600].rsplit(" ", 1)[0] + " …"
+        where = f"{best.title} — {best.heading}" if best.heading else best.title
+        return (
+            f"From the docs ({where}) [{best.n}]:\n\n> {quote}\n\n"
+            f"(This is the mock backend quoting its best source. {NO_MODEL_HINT})"
+        )
+    turns = sum(1 for m in request.messages if m.role == "user")
+    short = " ".join(question.split())
+    if len(short) > 200:
+        short = short[:200].rsplit(" ", 1)[0] + " …"
+    return (
+        f"This is the mock backend (turn {turns}); it runs offline and does not call a model. "
+        f"You said: “{short}”. {NO_MODEL_HINT}"
+    )
+
+
+class MockBackend:
+    """Streams :func:`mock_answer` word by word, ``delay`` seconds apart."""
+
+    name = "mock"
+
+    def __init__(self, delay: float = 0.01) -> None:
+        self.delay = delay
+
+    @property
+    def model(self) -> str:
+        """The mock has one model, called ``mock``."""
+        return "mock"
+
+    def describe(self) -> str:
+        """Describe the mock for the user."""
+        return "mock backend (offline, no model)"
+
+    async def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Stream the answer word by word; the whitespace after a word travels with it."""
+        words = _WORD.findall(mock_answer(request))
+        for word in words:
+            await asyncio.sleep(self.delay)
+            yield Delta(word)
+        prompt_words = sum(len(m.content.split()) for m in request.messages)
+        yield Finish("stop", Usage(prompt_tokens=prompt_words, completion_tokens=len(words)))
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

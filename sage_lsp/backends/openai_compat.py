@@ -1,0 +1,258 @@
+"""OpenAI-compatible backends (openai, compatible, vllm, ollama) on the official ``openai`` client.
+
+The ``openai`` package is imported when a backend of this kind is first built, not at start-up:
+it takes most of a second to import and the mock backend does not need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sage_lsp.backends.base import (
+    BackendError,
+    ChatRequest,
+    Delta,
+    ErrorKind,
+    Finish,
+    StreamEvent,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import openai
+
+
+@dataclass(frozen=True)
+class EndpointDefaults:
+    """What a named OpenAI-compatible backend uses when the user does not say."""
+
+    base_url: str | None
+    """Default endpoint; ``None`` means the user must give ``--base-url``."""
+    model: str | None
+    """Default model; ``None`` means ask the server which model it serves."""
+    key_hint: str
+    """Where the user should put an API key for this backend."""
+    needs_key: bool = False
+    """Whether the backend cannot work without a key."""
+
+
+ENDPOINTS: dict[str, EndpointDefaults] = {
+    "openai": EndpointDefaults(
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        "set OPENAI_API_KEY, SAGE_CHAT_API_KEY or --api-key",
+        needs_key=True,
+    ),
+    "compatible": EndpointDefaults(None, None, "set SAGE_CHAT_API_KEY or --api-key"),
+    "vllm": EndpointDefaults(
+        "http://127.0.0.1:8000/v1", None, "pass the server's --api-key with --api-key"
+    ),
+    "ollama": EndpointDefaults("http://127.0.0.1:11434/v1", None, "ollama needs no key"),
+}
+"""Defaults of each OpenAI-compatible backend."""
+
+NO_KEY = "EMPTY"
+"""Key sent to servers that need none (the openai client insists on one)."""
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    cause = _root_cause(exc)
+    if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+        return "connection refused"
+    return str(cause) or type(cause).__name__
+
+
+class OpenAICompatibleBackend:
+    """A backend speaking the OpenAI chat-completions API with real streaming."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+    ) -> None:
+        defaults = ENDPOINTS[name]
+        self.name = name
+        self.base_url = (base_url or defaults.base_url or "").rstrip("/")
+        self._defaults = defaults
+        self._model = model or defaults.model
+        if not self.base_url:
+            raise BackendError(
+                ErrorKind.CONFIG,
+                f"the {name} backend needs a server address",
+                "pass --base-url http://HOST:PORT/v1 (or set base_url in config.toml)",
+            )
+        if defaults.needs_key and not api_key:
+            raise BackendError(
+                ErrorKind.CONFIG, f"the {name} backend needs an API key", defaults.key_hint
+            )
+        import openai
+
+        self._openai = openai
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or NO_KEY,
+            timeout=openai.Timeout(timeout, connect=10.0),
+            max_retries=0,
+        )
+        self._timeout = timeout
+        self._send_usage_option = True
+
+    @property
+    def model(self) -> str | None:
+        """The model in use, once given or discovered."""
+        return self._model
+
+    def describe(self) -> str:
+        """Backend, model and endpoint in one line."""
+        return f"{self.name} backend, model {self._model or '(ask the server)'} at {self.base_url}"
+
+    async def prepare(self) -> None:
+        """Choose the model: the one given, or the only one the server lists at ``/models``."""
+        if self._model:
+            return
+        try:
+            page = await self._client.models.list()
+        except self._openai.OpenAIError as exc:
+            raise self._translate(exc, started=False, listing=True) from exc
+        served = sorted(model.id for model in page.data)
+        if len(served) == 1:
+            self._model = served[0]
+            return
+        if not served:
+            raise BackendError(
+                ErrorKind.MODEL_NOT_FOUND,
+                f"{self.base_url} serves no model",
+                "load a model into the server, or pass --model",
+            )
+        listed = ", ".join(served[:8]) + (" …" if len(served) > 8 else "")
+        raise BackendError(
+            ErrorKind.MODEL_NOT_FOUND,
+            f"{self.base_url} serves {len(served)} models ({listed})",
+            "choose one with --model",
+        )
+
+    async def _open(self, request: ChatRequest) -> Any:
+        """Send the request and return the open stream of chunks."""
+        assert self._model is not None
+        kwargs: dict[str, Any] = {
+            "model": self._model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+        }
+        if request.max_tokens:
+            kwargs["max_tokens"] = request.max_tokens
+        if self._send_usage_option:
+            kwargs["stream_options"] = {"include_usage": True}
+        try:
+            return await self._client.chat.completions.create(**kwargs)
+        except self._openai.BadRequestError as exc:
+            if not self._send_usage_option or "stream_options" not in str(exc):
+                raise self._translate(exc, started=False) from exc
+            # Some compatible servers reject stream_options; they just do not report usage.
+            self._send_usage_option = False
+            return await self._open(request)
+        except self._openai.OpenAIError as exc:
+            raise self._translate(exc, started=False) from exc
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Stream the answer; closing this iterator closes the HTTP stream at once."""
+        await self.prepare()
+        chunks = await self._open(request)
+        finish: str | None = None
+        usage: Usage | None = None
+        try:
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta is not None and choice.delta.content:
+                    yield Delta(choice.delta.content)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        except self._openai.OpenAIError as exc:
+            raise self._translate(exc, started=True) from exc
+        finally:
+            await chunks.close()
+        if finish is None:
+            raise BackendError(
+                ErrorKind.INTERRUPTED,
+                f"the answer from {self.base_url} ended before it was complete",
+                "the server may have stopped; ask again",
+            )
+        yield Finish("length" if finish == "length" else "stop", usage)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+    def _translate(
+        self, exc: openai.OpenAIError, *, started: bool, listing: bool = False
+    ) -> BackendError:
+        """Turn an ``openai`` exception into a :class:`BackendError` with a next step."""
+        oa = self._openai
+        url = self.base_url
+        if isinstance(exc, oa.APITimeoutError):
+            return BackendError(
+                ErrorKind.TIMEOUT,
+                f"{url} did not answer within {self._timeout:g} s",
+                "the server may be overloaded; raise request_timeout_seconds or try again",
+            )
+        if isinstance(exc, oa.APIConnectionError):
+            if started:
+                return BackendError(
+                    ErrorKind.INTERRUPTED,
+                    f"the connection to {url} broke while the answer was streaming "
+                    f"({_reason(exc)})",
+                    "the server may have crashed or restarted; ask again",
+                )
+            return BackendError(
+                ErrorKind.CONNECTION,
+                f"cannot reach {url}: {_reason(exc)}",
+                "is the server running? try --backend mock",
+            )
+        if isinstance(exc, oa.AuthenticationError | oa.PermissionDeniedError):
+            return BackendError(
+                ErrorKind.AUTH,
+                f"{url} refused the API key (HTTP {exc.status_code})",
+                self._defaults.key_hint,
+            )
+        if isinstance(exc, oa.NotFoundError):
+            if listing:
+                return BackendError(
+                    ErrorKind.MODEL_NOT_FOUND,
+                    f"{url}/models was not found (HTTP 404)",
+                    "check that --base-url ends in /v1, or pass --model",
+                )
+            return BackendError(
+                ErrorKind.MODEL_NOT_FOUND,
+                f"{url} does not serve model {self._model!r} (HTTP 404)",
+                "check --model (leave it out to use the one model the server lists)",
+            )
+        if isinstance(exc, oa.APIStatusError):
+            detail = exc.message.strip().splitlines()[0][:200] if exc.message else ""
+            return BackendError(
+                ErrorKind.SERVER,
+                f"{url} failed with HTTP {exc.status_code}: {detail}",
+                "see the server's log; try again later",
+            )
+        if isinstance(exc, oa.APIError):
+            return BackendError(
+                ErrorKind.SERVER,
+                f"{url} reported an error: {exc.message}",
+                "see the server's log; try again later",
+            )
+        return BackendError(ErrorKind.SERVER, f"unexpected failure talking to {url}: {exc}")

@@ -1,0 +1,1 @@
+"""Conversations and the engine that runs one chat turn against a backend."""

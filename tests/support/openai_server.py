@@ -1,0 +1,250 @@
+"""A real OpenAI-compatible HTTP server for tests and benchmarks (127.0.0.1, ephemeral port).
+
+It speaks HTTP/1.1 with chunked SSE streaming like vLLM does, records every request, and can be
+scripted to fail: an HTTP status, a slow stream, or a disconnect in mid-stream. It notices when
+a client closes a stream early and records when that happened.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """How the server answers the next chat requests."""
+
+    tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    delay: float = 0.0
+    status: int | None = None
+    error_message: str = "scripted failure"
+    disconnect_after: int | None = None
+    finish_reason: str = "stop"
+    first_delay: float = 0.0
+
+
+@dataclass
+class StreamRecord:
+    """One streamed response: when it started, and when the client went away (if it did)."""
+
+    started: float
+    chunks_sent: int = 0
+    client_gone_at: float | None = None
+    completed: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, code: str = "error") -> None:
+        self._json(status, {"error": {"message": message, "type": code, "code": status}})
+
+    def _authorised(self) -> bool:
+        key = self.server.owner.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._error(401, "Incorrect API key provided", "invalid_api_key")
+        return False
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") != "/v1/models":
+            self._error(404, f"no route {self.path}")
+            return
+        models = [
+            {"id": m, "object": "model", "owned_by": "test"} for m in self.server.owner.models
+        ]
+        self._json(200, {"object": "list", "data": models})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        owner = self.server.owner
+        owner.requests.append(body)
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}")
+            return
+        reply = owner.reply
+        if reply.status is not None:
+            self._error(reply.status, reply.error_message)
+            return
+        if body.get("model") not in owner.models:
+            self._error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+            return
+        if body.get("stream"):
+            self._stream(body, reply)
+        else:
+            self._json(200, _completion(body, reply))
+
+    def _send_chunk(self, payload: dict[str, Any] | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        data = f"data: {text}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _client_gone(self, wait: float) -> bool:
+        """Wait up to ``wait`` seconds; True as soon as the client has closed the connection."""
+        sock = self.connection
+        readable, _, _ = select.select([sock], [], [], wait)
+        if not readable:
+            return False
+        try:
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        record = StreamRecord(started=time.monotonic())
+        self.server.owner.streams.append(record)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body["model"],
+        }
+        try:
+            if self._client_gone(reply.first_delay):
+                raise ConnectionResetError
+            self._send_chunk(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+            for n, token in enumerate(reply.tokens):
+                if reply.disconnect_after is not None and n >= reply.disconnect_after:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if self._client_gone(reply.delay):
+                    raise ConnectionResetError
+                self._send_chunk(
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "delta": {"content": token}, "finish_reason": None}
+                        ],
+                    }
+                )
+                record.chunks_sent += 1
+            self._send_chunk(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
+                }
+            )
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self._send_chunk({**base, "choices": [], "usage": _usage(body, reply)})
+            self._send_chunk("[DONE]")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            record.completed = True
+        except (ConnectionResetError, BrokenPipeError):
+            record.client_gone_at = time.monotonic()
+            self.close_connection = True
+        finally:
+            record.done.set()
+
+
+def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(reply.tokens),
+        "total_tokens": prompt + len(reply.tokens),
+    }
+
+
+def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "usage": _usage(body, reply),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": reply.finish_reason,
+                "message": {"role": "assistant", "content": "".join(reply.tokens)},
+            }
+        ],
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: OpenAIServer
+
+
+class OpenAIServer:
+    """The server; use as a context manager or call :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, models: list[str] | None = None, api_key: str | None = None) -> None:
+        self.models = models if models is not None else ["tiny-model"]
+        self.api_key = api_key
+        self.reply = Reply()
+        self.requests: list[dict[str, Any]] = []
+        self.streams: list[StreamRecord] = []
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """Its OpenAI base URL, ending in /v1."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> OpenAIServer:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
