@@ -1,0 +1,133 @@
+"""The ``sage chat`` session: one-shot answers and the interactive REPL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from sage_lsp.backends.base import Backend
+from sage_lsp.chat.conversation import Conversation
+from sage_lsp.chat.engine import ChatEngine, TurnResult
+from sage_lsp.config import Settings
+
+EXIT_WORDS = frozenset({"exit", "quit", "q", "/exit", "/quit"})
+HELP_WORDS = frozenset({"help", "?", "/help"})
+
+HELP_TEXT = """\
+Type a question and press Enter; the answer streams as it is written.
+Ctrl-C stops an answer, Ctrl-D (or exit, quit, q) leaves.
+
+  /help       this help (also: help, ?)
+  /reset      start a new conversation
+  /history    show the conversation so far
+  /backend    show the backend and model in use
+  /exit       leave (also: exit, quit, q)"""
+
+
+class ChatSession:
+    """One terminal chat: a backend, a conversation, and where the answers are written."""
+
+    def __init__(self, settings: Settings, backend: Backend, out: TextIO | None = None) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.engine = ChatEngine(backend, max_tokens=settings.max_tokens)
+        self.out = out or sys.stdout
+        self.console = Console(file=self.out, highlight=False, soft_wrap=True)
+        self.conversation = self._new_conversation()
+
+    def _new_conversation(self) -> Conversation:
+        return Conversation(self.settings.system_prompt, self.settings.history_tokens)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    async def ask(self, question: str, stream: bool = True) -> TurnResult:
+        """Answer one question, streaming the answer to the output (or printing it at the end)."""
+        result = await self.engine.run_turn(
+            self.conversation, question, self._write if stream else None
+        )
+        if not stream:
+            self._write(result.text)
+        if not result.text.endswith("\n"):
+            self._write("\n")
+        if result.finish_reason == "length":
+            self._write("[the answer was cut off at the token limit]\n")
+        return result
+
+    def handle_command(self, line: str) -> bool:
+        """Run a REPL word or slash command; return False when the user wants to leave."""
+        word = line.strip()
+        lowered = word.lower()
+        if lowered in EXIT_WORDS:
+            return False
+        if lowered in HELP_WORDS:
+            self.console.print(escape(HELP_TEXT))
+        elif lowered == "/reset":
+            self.conversation = self._new_conversation()
+            self.console.print("[dim]New conversation.[/dim]")
+        elif lowered == "/history":
+            self._show_history()
+        elif lowered == "/backend":
+            self.console.print(escape(self.backend.describe()))
+        else:
+            self.console.print(f"unknown command {escape(word)} — type /help for the commands")
+        return True
+
+    def _show_history(self) -> None:
+        messages = self.conversation.history()
+        if not messages:
+            self.console.print("[dim]No messages yet.[/dim]")
+        for message in messages:
+            style = "bold cyan" if message.role == "user" else "bold green"
+            self.console.print(f"[{style}]{message.role}:[/{style}] {escape(message.content)}")
+
+    async def answer_interruptibly(
+        self, question: str, on_error: Callable[[Exception], None]
+    ) -> None:
+        """Answer with Ctrl-C bound to stopping this answer (the partial answer is kept)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(self.ask(question))
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            self._write("\n[stopped]\n")
+        except Exception as exc:
+            on_error(exc)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    async def repl(
+        self,
+        read_line: Callable[[], Awaitable[str]],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Read questions and commands until the user leaves (a word, /exit or Ctrl-D)."""
+        self.console.print(
+            f"[bold]sage chat[/bold] — {escape(self.backend.describe())}\n"
+            "[dim]Type /help for commands; Ctrl-C stops an answer, Ctrl-D leaves.[/dim]"
+        )
+        while True:
+            try:
+                line = await read_line()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            word = line.strip().lower()
+            if not word:
+                continue
+            if word in EXIT_WORDS or word in HELP_WORDS or word.startswith("/"):
+                if not self.handle_command(line):
+                    break
+                continue
+            await self.answer_interruptibly(line, on_error)
