@@ -27,6 +27,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 BACKENDS = ("mock", "openai", "compatible", "finetune", "vllm", "ollama")
 """Every backend name the ``backend`` setting accepts."""
 
+LOG_LEVELS = ("error", "warning", "info", "debug")
+"""Levels the ``log_level`` setting accepts."""
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are SAGE's code assistant, running from the user's editor or terminal. "
     "Answer concisely and accurately; use fenced code blocks for code. "
@@ -88,6 +91,8 @@ class Settings:
     """How long to wait for the model to answer (per read of the stream)."""
     merge_python: str | None = None
     """The Python that merges LoRA adapters; ``None`` means ``vllm.python``."""
+    log_level: str = "warning"
+    """Lowest level of the language server's log lines also sent to the editor."""
     vllm: VllmSettings = field(default_factory=VllmSettings)
     """How vLLM is run for the ``finetune`` backend."""
 
@@ -256,6 +261,7 @@ SPECS: tuple[SettingSpec, ...] = (
         ("SAGE_REQUEST_TIMEOUT_SECONDS",),
     ),
     SettingSpec("merge_python", "mergePython", _optional_text, ("SAGE_MERGE_PYTHON",)),
+    SettingSpec("log_level", "logLevel", _choice(LOG_LEVELS), ("SAGE_LOG_LEVEL",)),
     SettingSpec("vllm.python", "vllm.python", _optional_text, ("SAGE_VLLM_PYTHON",)),
     SettingSpec("vllm.extra_args", "vllm.extraArgs", _arguments, ("SAGE_VLLM_ARGS",)),
     SettingSpec("vllm.startup_timeout_seconds", "vllm.startupTimeoutSeconds", _positive),
@@ -284,12 +290,15 @@ def spec_for(key: str) -> SettingSpec | None:
     return _BY_NAME.get(key) or _BY_PROTOCOL_NAME.get(key)
 
 
-def parse_value(spec: SettingSpec, raw: object, source: str) -> Any:
-    """Parse one raw value, raising :class:`SettingsError` that names the setting and source."""
+def parse_value(spec: SettingSpec, raw: object, source: str, key: str | None = None) -> Any:
+    """Parse one raw value, raising :class:`SettingsError` naming the key (as the source spells
+    it) and the source."""
     try:
         return spec.parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"invalid {spec.name} = {raw!r} (from {source}): {exc}") from None
+        raise SettingsError(
+            f"invalid {key or spec.name} = {raw!r} (from {source}): {exc}"
+        ) from None
 
 
 def read_config_file(path: Path) -> dict[str, object]:
@@ -321,10 +330,28 @@ def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: boo
             if strict:
                 raise SettingsError(f"unknown setting {key!r} (from {source})")
             continue
-        parsed = parse_value(spec, value, source)
+        parsed = parse_value(spec, value, source, key)
         group, _, attr = spec.name.rpartition(".")
         (vllm if group else top)[attr] = parsed
     return replace(base, **top, vllm=replace(base.vllm, **vllm))
+
+
+def apply_valid(
+    base: Settings, raw: Mapping[str, object], source: str
+) -> tuple[Settings, list[str]]:
+    """Apply every valid key of one source; return the settings and an error per bad key.
+
+    For editors: a bad value is reported and the previous value stays, while the good keys of
+    the same change still take effect. Unknown keys are ignored.
+    """
+    settings = base
+    errors: list[str] = []
+    for key, value in flatten(raw).items():
+        try:
+            settings = apply(settings, {key: value}, source, strict=False)
+        except SettingsError as exc:
+            errors.append(str(exc))
+    return settings, errors
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -33,11 +33,19 @@ class ErrorKind(enum.Enum):
 class BackendError(Exception):
     """A backend failure with its category, a one-line message and the next step to take."""
 
-    def __init__(self, kind: ErrorKind, message: str, hint: str = "") -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        hint: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.hint = hint
+        self.details = dict(details or {})
+        """Machine-readable facts for editors, e.g. ``{"name": ..., "searched": [...]}``."""
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message

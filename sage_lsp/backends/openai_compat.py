@@ -130,17 +130,20 @@ class OpenAICompatibleBackend:
         if len(served) == 1:
             self._model = served[0]
             return
+        searched = {"name": None, "searched": [f"{self.base_url}/models"]}
         if not served:
             raise BackendError(
                 ErrorKind.MODEL_NOT_FOUND,
                 f"{self.base_url} serves no model",
                 "load a model into the server, or pass --model",
+                searched,
             )
         listed = ", ".join(served[:8]) + (" …" if len(served) > 8 else "")
         raise BackendError(
             ErrorKind.MODEL_NOT_FOUND,
             f"{self.base_url} serves {len(served)} models ({listed})",
             "choose one with --model",
+            {**searched, "served": served},
         )
 
     async def _open(self, request: ChatRequest) -> Any:
@@ -236,11 +239,13 @@ class OpenAICompatibleBackend:
                     ErrorKind.MODEL_NOT_FOUND,
                     f"{url}/models was not found (HTTP 404)",
                     "check that --base-url ends in /v1, or pass --model",
+                    {"name": None, "searched": [f"{url}/models"]},
                 )
             return BackendError(
                 ErrorKind.MODEL_NOT_FOUND,
                 f"{url} does not serve model {self._model!r} (HTTP 404)",
                 "check --model (leave it out to use the one model the server lists)",
+                {"name": self._model, "searched": [url]},
             )
         if isinstance(exc, oa.APIStatusError):
             detail = exc.message.strip().splitlines()[0][:200] if exc.message else ""

@@ -1,0 +1,308 @@
+"""Editor protocol v1: every ``sage/*`` method and notification, its params, result and errors.
+
+This module is the one place that names the protocol; docs/protocol.md explains it to client
+authors with example exchanges. Payloads are dataclasses with snake_case fields; on the wire
+they are JSON objects with camelCase keys (:func:`to_wire`), and optional fields that are
+``None`` are left out. Params are checked by :func:`from_wire`, which raises
+:class:`InvalidParams` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+PROTOCOL_VERSION = 1
+"""Advertised as ``capabilities.experimental.sage.version``."""
+
+# --- requests (client -> server) -------------------------------------------------------------
+CHAT = "sage/chat"
+"""Ask a question in a conversation; streams :data:`CHAT_CHUNK`; params :class:`ChatParams`,
+result :class:`ChatResult`."""
+CHAT_RESET = "sage/chat/reset"
+"""Forget a conversation's turns; params :class:`ChatIdParams`, result ``{}``."""
+CHAT_HISTORY = "sage/chat/history"
+"""A conversation's messages; params :class:`ChatIdParams`, result :class:`HistoryResult`."""
+BACKEND_STATUS = "sage/backend/status"
+"""The backend's state; params ``{}``, result :class:`BackendStatus`."""
+BACKEND_START = "sage/backend/start"
+"""Prepare the backend now (connect, choose the model); result :class:`BackendStatus`."""
+BACKEND_STOP = "sage/backend/stop"
+"""Release this session's hold on the backend; result :class:`BackendStatus`."""
+
+# --- notifications (server -> client) --------------------------------------------------------
+CHAT_CHUNK = "sage/chatChunk"
+"""A piece of an answer while ``sage/chat`` runs; params :class:`ChatChunk`."""
+STATUS_DID_CHANGE = "sage/status/didChange"
+"""The backend's state changed; params :class:`StatusChange`."""
+
+METHODS: tuple[str, ...] = (
+    CHAT,
+    CHAT_RESET,
+    CHAT_HISTORY,
+    BACKEND_STATUS,
+    BACKEND_START,
+    BACKEND_STOP,
+)
+"""The requests this server implements, as listed in ``capabilities.experimental.sage``."""
+
+# --- error codes -----------------------------------------------------------------------------
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+REQUEST_CANCELLED = -32800
+BACKEND_UNAVAILABLE = -32001
+"""Connection refused, authentication failed, server error, timeout, broken stream;
+``data: {kind, hint}``."""
+MODEL_NOT_FOUND = -32002
+"""The model is not served or not found; ``data: {name, searched, hint}``."""
+SERVICE_FAILED = -32003
+"""A model service failed to start; ``data: {logPath, logTail, exitCode}``."""
+PIPELINE_FAILED = -32004
+"""A pipeline could not be built."""
+
+BackendState = Literal["idle", "starting", "ready", "error"]
+
+
+class InvalidParams(ValueError):
+    """Params that do not match the method's params class; the message names the field."""
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """Params of ``sage/chat``."""
+
+    message: str
+    """The question; must not be empty."""
+    chat_id: str | None = None
+    """The conversation to continue; a new one starts when absent."""
+    index: str | None = None
+    """Retrieval index for this turn (retrieval arrives in a later version; accepted now)."""
+    top_k: int | None = None
+    """Passages to retrieve for this turn (1..20)."""
+    backend: dict[str, Any] | None = None
+    """Configuration keys that override the session's for this turn only."""
+    stream: bool = True
+    """Send ``sage/chatChunk`` notifications while the answer is written."""
+
+
+@dataclass(frozen=True)
+class ChatIdParams:
+    """Params of ``sage/chat/reset`` and ``sage/chat/history``."""
+
+    chat_id: str
+    """The conversation."""
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Params of the methods that take none (``{}``; absent params are accepted too)."""
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """Params of ``sage/chatChunk``."""
+
+    chat_id: str
+    """The conversation the answer belongs to."""
+    turn: int
+    """The turn's number in the conversation, from 1."""
+    index: int
+    """The chunk's number within the turn, from 0."""
+    delta: str
+    """New text; the turn's deltas concatenate to the result's ``text``."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A retrieved passage quoted in the prompt as ``[n]``."""
+
+    n: int
+    """Its number in the prompt."""
+    title: str
+    """Document title."""
+    path: str
+    """Document path."""
+    heading: str
+    """Section heading."""
+    score: float
+    """Retrieval score."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the model server."""
+
+    prompt_tokens: int
+    """Tokens in the prompt."""
+    completion_tokens: int
+    """Tokens in the answer."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long the turn took."""
+
+    ttft_ms: float
+    """From the request to the first piece of text."""
+    total_ms: float
+    """From the request to the end of the answer."""
+    tokens_per_second: float
+    """Answer tokens per second after the first."""
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """Result of ``sage/chat``."""
+
+    chat_id: str
+    """The conversation (new or continued)."""
+    turn: int
+    """The turn's number, from 1."""
+    text: str
+    """The whole answer."""
+    finish_reason: Literal["stop", "length"]
+    """``stop``, or ``length`` when the token limit cut the answer."""
+    timings: Timings
+    """How long it took."""
+    sources: list[Source] = field(default_factory=list)
+    """Retrieved passages the answer may cite."""
+    usage: Usage | None = None
+    """Token counts, when the server reports them."""
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """One message of a conversation."""
+
+    role: Literal["user", "assistant"]
+    """Who said it."""
+    content: str
+    """What was said (a stopped answer holds the part that arrived)."""
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    """Result of ``sage/chat/history``."""
+
+    messages: list[HistoryMessage]
+    """Oldest first; the system prompt is not included."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Result of ``sage/backend/status``, ``/start`` and ``/stop``."""
+
+    backend: str
+    """The configured backend."""
+    model: str | None
+    """The model, once known."""
+    state: BackendState
+    """``idle`` (nothing prepared), ``starting``, ``ready`` or ``error``."""
+    endpoint: str | None = None
+    """The OpenAI-compatible endpoint in use."""
+    message: str | None = None
+    """What happened last, e.g. the error."""
+    metrics: dict[str, float] | None = None
+    """Counters: ``turns``, ``lastTtftMs``, ``lastTokensPerSecond``."""
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """Params of ``sage/status/didChange``."""
+
+    state: BackendState
+    """The new state."""
+    backend: str
+    """The configured backend."""
+    model: str | None
+    """The model, once known."""
+    message: str | None = None
+    """What happened."""
+
+
+# --- wire conversion -------------------------------------------------------------------------
+
+
+def camel(name: str) -> str:
+    """``chat_id`` -> ``chatId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def to_wire(value: Any) -> Any:
+    """A payload (or list/dict of them) as JSON-ready data with camelCase keys, without Nones."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            camel(f.name): to_wire(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
+    if isinstance(value, list | tuple):
+        return [to_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_wire(item) for key, item in value.items()}
+    return value
+
+
+P = TypeVar("P")
+
+
+def _describe(kind: Any) -> str:
+    names = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
+    if typing.get_origin(kind) is dict:
+        return "an object"
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _check(kind: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        inner = [option for option in options if option is not type(None)]
+        return _check(inner[0], value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidParams(f"{where} must be an object")
+        return value
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise InvalidParams(f"{where} must be {_describe(kind)}, not {type(value).__name__}")
+    return value
+
+
+def from_wire(cls: type[P], raw: Any) -> P:
+    """Check ``raw`` params against ``cls`` and build it; unknown keys are ignored.
+
+    Absent params (``None``) count as ``{}``. Raises :class:`InvalidParams` naming the field.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidParams("params must be an object")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = camel(f.name)
+        if key not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InvalidParams(f"{key} is required")
+            continue
+        values[f.name] = _check(hints[f.name], raw[key], key)
+    return cls(**values)

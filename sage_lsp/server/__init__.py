@@ -1,0 +1,1 @@
+"""The language server: pygls over JSON-RPC, one handler module per ``sage/*`` method group."""

@@ -1,0 +1,158 @@
+"""The sage-lsp language server: pygls with protocol v1's methods and one way to end."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+from lsprotocol import types
+from lsprotocol.converters import get_converter
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from sage_lsp import __version__, protocol
+from sage_lsp.config import Settings
+from sage_lsp.server.backend_handlers import BackendHandlers
+from sage_lsp.server.chat_handlers import ChatHandlers
+from sage_lsp.server.config_handlers import ConfigHandlers
+from sage_lsp.server.editor_watch import watch_process
+from sage_lsp.server.logs import EditorLogHandler
+from sage_lsp.server.session import Session
+from sage_lsp.server.transport import Writer
+
+log = logging.getLogger(__name__)
+
+CONFIGURED_WAIT_SECONDS = 5.0
+"""How long a request waits for the client's configuration after ``initialized``."""
+
+
+class SageProtocol(LanguageServerProtocol):
+    """pygls' protocol with protocol v1 in the capabilities and an exit that ends cleanly."""
+
+    _server: SageServer
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        """Initialize as pygls does, then list the ``sage/*`` methods under ``experimental``."""
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = {
+            "sage": {"version": protocol.PROTOCOL_VERSION, "methods": list(protocol.METHODS)}
+        }
+        return result
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        """End the session: exit code 0 after ``shutdown``, 1 without it (as the spec says)."""
+        self._server.request_exit(0 if self._shutdown else 1)
+        yield from ()
+
+
+class SageServer(LanguageServer):
+    """The language server: a :class:`Session` plus the handlers of every method group."""
+
+    protocol: SageProtocol
+
+    def __init__(self, settings: Settings, startup_errors: list[str] | None = None) -> None:
+        super().__init__(
+            "sage-lsp",
+            __version__,
+            protocol_cls=SageProtocol,
+            converter_factory=get_converter,
+        )
+        self.session = Session(settings, self.send_notification)
+        self.writer: Writer | None = None
+        self.exit_code: int | None = None
+        self._startup_errors = list(startup_errors or [])
+        self._stop = asyncio.Event()
+        self._configured = asyncio.Event()
+        self._watchers: list[asyncio.Task[None]] = []
+        self.log_handler = EditorLogHandler(self.send_notification, settings.log_level)
+        ConfigHandlers(self).register()
+        ChatHandlers(self).register()
+        BackendHandlers(self).register()
+        self.route(types.SHUTDOWN, self._on_shutdown)
+
+    def route(self, method: str, handler: Callable[[Any], Any]) -> None:
+        """Register ``handler`` (a bound method, sync or async) for ``method``."""
+        if inspect.iscoroutinefunction(handler):
+
+            async def call_async(params: Any) -> Any:
+                return await handler(params)
+
+            self.feature(method)(call_async)
+        else:
+
+            def call(params: Any) -> Any:
+                return handler(params)
+
+            self.feature(method)(call)
+
+    # --- output ------------------------------------------------------------------------------
+
+    def send_notification(self, method: str, params: Any) -> None:
+        """Send a notification whose params are already JSON-ready."""
+        self.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def backlog(self) -> int:
+        """Bytes of output the client has not read yet."""
+        return self.writer.backlog if self.writer is not None else 0
+
+    def show_errors(self, errors: list[str]) -> None:
+        """Show each message to the user as an error (``window/showMessage``)."""
+        for message in errors:
+            log.warning("%s", message)
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Error, message=f"sage: {message}")
+            )
+
+    def set_log_level(self, level: str) -> None:
+        """Change the lowest level of log lines sent to the editor."""
+        self.log_handler.set_level_name(level)
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    def mark_configured(self) -> None:
+        """The client's configuration has been applied; start-up errors can now be shown."""
+        self.show_errors(self._startup_errors)
+        self._startup_errors.clear()
+        self._configured.set()
+
+    async def configured(self) -> None:
+        """Wait (briefly) until the client's configuration has been applied."""
+        try:
+            await asyncio.wait_for(self._configured.wait(), CONFIGURED_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("no 'initialized' from the client; going on with what is configured")
+            self._configured.set()
+
+    def watch_editor(self, pid: int) -> None:
+        """End the session when the editor process ``pid`` goes away."""
+        self._watchers.append(
+            asyncio.ensure_future(watch_process(pid, lambda: self.request_exit(0)))
+        )
+
+    # --- the end -----------------------------------------------------------------------------
+
+    async def _on_shutdown(self, params: Any) -> None:
+        await self.session.close()
+
+    def request_exit(self, code: int) -> None:
+        """Ask the main loop to clean up and end the process with ``code``."""
+        if self.exit_code is None:
+            self.exit_code = code
+        self._stop.set()
+
+    async def stopped(self) -> None:
+        """Wait until something asked the server to end."""
+        await self._stop.wait()
+
+    async def close(self) -> None:
+        """Run the cleanup path and stop watching the editor."""
+        for watcher in self._watchers:
+            watcher.cancel()
+        await self.session.close()

@@ -1,0 +1,29 @@
+"""Map sage-lsp's failures to the JSON-RPC errors of protocol v1."""
+
+from __future__ import annotations
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+from sage_lsp import protocol
+from sage_lsp.backends.base import BackendError, ErrorKind
+from sage_lsp.config import SettingsError
+
+
+def rpc_error(exc: BackendError) -> JsonRpcException:
+    """-32002 for a model that is not there, -32001 for every other backend failure."""
+    if exc.kind is ErrorKind.MODEL_NOT_FOUND:
+        return JsonRpcException(
+            message=str(exc),
+            code=protocol.MODEL_NOT_FOUND,
+            data={"name": None, "searched": [], **exc.details, "hint": exc.hint},
+        )
+    return JsonRpcException(
+        message=str(exc),
+        code=protocol.BACKEND_UNAVAILABLE,
+        data={"kind": exc.kind.value, "hint": exc.hint},
+    )
+
+
+def invalid_params(exc: protocol.InvalidParams | SettingsError, method: str) -> JsonRpcException:
+    """-32602 with the message naming the field."""
+    return JsonRpcInvalidParams(f"invalid params for {method}: {exc}")

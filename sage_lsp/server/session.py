@@ -1,0 +1,150 @@
+"""One editor session: its settings, conversations and backend, and the one cleanup path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sage_lsp import protocol
+from sage_lsp.backends.base import Backend, BackendError
+from sage_lsp.backends.factory import create_backend
+from sage_lsp.chat.conversation import Conversation
+from sage_lsp.chat.engine import TurnResult
+from sage_lsp.config import Settings
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, Any], None]
+
+BACKEND_KEYS = (
+    "backend",
+    "model",
+    "base_url",
+    "api_key",
+    "finetune_model",
+    "finetune_port",
+    "request_timeout_seconds",
+    "vllm",
+    "merge_python",
+)
+"""Settings whose change means the backend must be built again."""
+
+
+class Session:
+    """State shared by every request of one language-server session."""
+
+    def __init__(self, settings: Settings, notify: Notify) -> None:
+        self.settings = settings
+        self.notify = notify
+        self.conversations: dict[str, Conversation] = {}
+        self.turn_locks: dict[str, asyncio.Lock] = {}
+        self.state: protocol.BackendState = "idle"
+        self.message: str | None = None
+        self.metrics: dict[str, float] = {"turns": 0}
+        self._backend: Backend | None = None
+        self._backend_lock = asyncio.Lock()
+        self._closed = False
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
+        """Extra cleanup run by :meth:`close` (the backend manager hooks in here)."""
+
+    # --- conversations -----------------------------------------------------------------------
+
+    def conversation(self, chat_id: str | None) -> Conversation:
+        """The conversation ``chat_id``, created when new (also under an id the client chose)."""
+        if chat_id is not None and chat_id in self.conversations:
+            return self.conversations[chat_id]
+        conversation = Conversation(self.settings.system_prompt, self.settings.history_tokens)
+        if chat_id is not None:
+            conversation.chat_id = chat_id
+        self.conversations[conversation.chat_id] = conversation
+        self.turn_locks[conversation.chat_id] = asyncio.Lock()
+        return conversation
+
+    def record(self, result: TurnResult) -> None:
+        """Count a finished turn in the metrics."""
+        self.metrics["turns"] += 1
+        self.metrics["lastTtftMs"] = round(result.ttft_ms, 2)
+        self.metrics["lastTokensPerSecond"] = round(result.tokens_per_second, 2)
+
+    # --- backend -----------------------------------------------------------------------------
+
+    def _set_state(self, state: protocol.BackendState, message: str | None = None) -> None:
+        changed = (state, message) != (self.state, self.message)
+        self.state, self.message = state, message
+        if changed:
+            model = self._backend.model if self._backend else self.settings.model
+            change = protocol.StatusChange(state, self.settings.backend, model, message)
+            self.notify(protocol.STATUS_DID_CHANGE, protocol.to_wire(change))
+
+    async def backend(self) -> Backend:
+        """The session's backend, built and prepared on first use."""
+        async with self._backend_lock:
+            if self._backend is not None and self.state == "ready":
+                return self._backend
+            self._set_state("starting", f"connecting to the {self.settings.backend} backend")
+            try:
+                if self._backend is None:
+                    self._backend = create_backend(self.settings)
+                await self._backend.prepare()
+            except BackendError as exc:
+                self._set_state("error", str(exc))
+                raise
+            self._set_state("ready", self._backend.describe())
+            return self._backend
+
+    def report(self, exc: BackendError | None) -> None:
+        """Tell the status after a turn: an error, or ready again after one."""
+        if exc is not None:
+            self._set_state("error", str(exc))
+        elif self.state == "error" and self._backend is not None:
+            self._set_state("ready", self._backend.describe())
+
+    async def stop_backend(self) -> None:
+        """Close the backend (this session's hold on it); the next request builds a new one."""
+        async with self._backend_lock:
+            backend, self._backend = self._backend, None
+            if backend is not None:
+                await backend.aclose()
+            self._set_state("idle", "stopped" if backend is not None else None)
+
+    def status(self) -> protocol.BackendStatus:
+        """The backend's status for ``sage/backend/*``."""
+        backend = self._backend
+        return protocol.BackendStatus(
+            backend=self.settings.backend,
+            model=backend.model if backend else self.settings.model,
+            state=self.state,
+            endpoint=getattr(backend, "base_url", None) if backend else None,
+            message=self.message,
+            metrics=dict(self.metrics),
+        )
+
+    async def reconfigure(self, settings: Settings) -> None:
+        """Take new settings; the backend is rebuilt on next use if a backend setting changed."""
+        old, self.settings = self.settings, settings
+        if any(getattr(old, key) != getattr(settings, key) for key in BACKEND_KEYS):
+            await self.stop_backend()
+        for conversation in self.conversations.values():
+            conversation.system_prompt = settings.system_prompt
+            conversation.history_tokens = settings.history_tokens
+
+    def for_turn(self, overrides: Settings) -> bool:
+        """Whether a turn with ``overrides`` needs a backend of its own."""
+        return any(getattr(self.settings, k) != getattr(overrides, k) for k in BACKEND_KEYS)
+
+    # --- cleanup -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """The one cleanup path: every way a session ends comes here (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        log.info("session ending: releasing the backend")
+        for hook in self.on_close:
+            try:
+                await hook()
+            except Exception:
+                log.exception("cleanup hook failed")
+        await self.stop_backend()
