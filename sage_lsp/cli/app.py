@@ -134,6 +134,18 @@ def chat(
         raise _fail("stopped", EXIT_INTERRUPTED, debug) from None
 
 
+@app.command("lsp")
+def lsp(
+    tcp: Annotated[bool, typer.Option("--tcp", help="Serve one client over TCP.")] = False,
+    host: Annotated[str, typer.Option(help="TCP host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 2087,
+) -> None:
+    """Start the language server (stdio by default) for VS Code, Neovim and other editors."""
+    from sage_lsp.server.main import main as serve
+
+    serve(["--tcp", "--host", host, "--port", str(port)] if tcp else [])
+
+
 def main() -> None:
     """Entry point of the ``sage`` console script."""
     app()

@@ -18,7 +18,7 @@ from sage_lsp.config import Settings
 from sage_lsp.server.backend_handlers import BackendHandlers
 from sage_lsp.server.chat_handlers import ChatHandlers
 from sage_lsp.server.config_handlers import ConfigHandlers
-from sage_lsp.server.editor_watch import watch_process
+from sage_lsp.server.editor_watch import ProcessWatch
 from sage_lsp.server.logs import EditorLogHandler
 from sage_lsp.server.session import Session
 from sage_lsp.server.transport import Writer
@@ -33,6 +33,8 @@ class SageProtocol(LanguageServerProtocol):
     """pygls' protocol with protocol v1 in the capabilities and an exit that ends cleanly."""
 
     _server: SageServer
+    shutdown_requested = False
+    """Set as soon as ``shutdown`` arrives."""
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(
@@ -45,10 +47,17 @@ class SageProtocol(LanguageServerProtocol):
         }
         return result
 
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        """Note the request at once (an ``exit`` may follow before cleanup ends), then shut
+        down as pygls does, which runs the session's cleanup first."""
+        self.shutdown_requested = True
+        yield from super().lsp_shutdown(*args)
+
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
         """End the session: exit code 0 after ``shutdown``, 1 without it (as the spec says)."""
-        self._server.request_exit(0 if self._shutdown else 1)
+        self._server.request_exit(0 if self.shutdown_requested else 1)
         yield from ()
 
 
@@ -70,7 +79,7 @@ class SageServer(LanguageServer):
         self._startup_errors = list(startup_errors or [])
         self._stop = asyncio.Event()
         self._configured = asyncio.Event()
-        self._watchers: list[asyncio.Task[None]] = []
+        self._watchers: list[ProcessWatch] = []
         self.log_handler = EditorLogHandler(self.send_notification, settings.log_level)
         ConfigHandlers(self).register()
         ChatHandlers(self).register()
@@ -132,9 +141,7 @@ class SageServer(LanguageServer):
 
     def watch_editor(self, pid: int) -> None:
         """End the session when the editor process ``pid`` goes away."""
-        self._watchers.append(
-            asyncio.ensure_future(watch_process(pid, lambda: self.request_exit(0)))
-        )
+        self._watchers.append(ProcessWatch(pid, lambda: self.request_exit(0)))
 
     # --- the end -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -25,29 +26,46 @@ def is_gone(pid: int) -> bool:
         return False
 
 
-async def watch_process(pid: int, on_gone: Callable[[], None]) -> None:
-    """Call ``on_gone`` once ``pid`` has ended.
+class ProcessWatch:
+    """Calls ``on_gone`` once when ``pid`` ends; set up at once, so no exit is missed.
 
     On Linux a pidfd wakes the event loop the moment the process ends (a zombie counts as
-    ended); elsewhere the process is polled. A process that is not there at the start is not
-    watched: the client sent a pid from another namespace, or none of its own.
+    ended); elsewhere the process is polled. A process that is already gone when the watch
+    starts is not watched: the client sent a pid from another namespace, or a stale one.
     """
-    if is_gone(pid):
-        log.warning("editor process %s is not running; not watching it", pid)
-        return
-    loop = asyncio.get_running_loop()
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        while not is_gone(pid):
-            await asyncio.sleep(POLL_SECONDS)
-    else:
-        ended = asyncio.Event()
-        loop.add_reader(fd, ended.set)
+
+    def __init__(self, pid: int, on_gone: Callable[[], None]) -> None:
+        self.pid = pid
+        self._on_gone = on_gone
+        self._loop = asyncio.get_running_loop()
+        self._fd: int | None = None
+        self._poller: asyncio.Task[None] | None = None
+        if is_gone(pid):
+            log.warning("editor process %s is not running; not watching it", pid)
+            return
         try:
-            await ended.wait()
-        finally:
-            loop.remove_reader(fd)
-            os.close(fd)
-    log.info("editor process %s has ended", pid)
-    on_gone()
+            self._fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._poller = self._loop.create_task(self._poll())
+        else:
+            self._loop.add_reader(self._fd, self._ended)
+
+    async def _poll(self) -> None:
+        while not is_gone(self.pid):
+            await asyncio.sleep(POLL_SECONDS)
+        self._ended()
+
+    def _ended(self) -> None:
+        self.cancel()
+        log.info("editor process %s has ended", self.pid)
+        self._on_gone()
+
+    def cancel(self) -> None:
+        """Stop watching."""
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._poller is not None and self._poller is not asyncio.current_task():
+            self._poller.cancel()

@@ -45,7 +45,7 @@ class Session:
         self.metrics: dict[str, float] = {"turns": 0}
         self._backend: Backend | None = None
         self._backend_lock = asyncio.Lock()
-        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """Extra cleanup run by :meth:`close` (the backend manager hooks in here)."""
 
@@ -137,10 +137,13 @@ class Session:
     # --- cleanup -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """The one cleanup path: every way a session ends comes here (once)."""
-        if self._closed:
-            return
-        self._closed = True
+        """The one cleanup path: every way a session ends comes here; it runs once, and a
+        second caller waits for the first to finish."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._cleanup())
+        await asyncio.shield(self._closing)
+
+    async def _cleanup(self) -> None:
         log.info("session ending: releasing the backend")
         for hook in self.on_close:
             try:

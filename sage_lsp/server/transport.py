@@ -102,25 +102,29 @@ def _feed_from_file(
 
 
 async def read_messages(reader: asyncio.StreamReader, lsp: LanguageServerProtocol) -> None:
-    """Read framed messages until EOF and dispatch each one."""
+    """Read framed messages until EOF and dispatch each one.
+
+    A header block without a usable ``Content-Length`` is answered with a parse error and
+    skipped; the stream goes on with the next header block.
+    """
     while True:
         length: int | None = None
-        for _ in range(HEADER_LIMIT):
+        seen = 0
+        while True:
             line = await reader.readline()
             if not line:
                 return
-            if not line.strip():
-                if length is not None:
-                    break
-                continue
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                try:
+            if line.strip():
+                seen += 1
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length" and value.strip().isdigit():
                     length = int(value.strip())
-                except ValueError:
-                    length = None
-        if length is None or length < 0:
-            send_error(lsp, None, sage.PARSE_ERROR, "parse error: missing Content-Length")
+            elif length is not None or seen:
+                break
+            if seen > HEADER_LIMIT:
+                break
+        if length is None:
+            send_error(lsp, None, sage.PARSE_ERROR, "parse error: no valid Content-Length header")
             continue
         try:
             body = await reader.readexactly(length)
@@ -162,7 +166,8 @@ def dispatch(lsp: LanguageServerProtocol, body: bytes) -> None:
             send_error(lsp, msg_id, sage.INVALID_REQUEST, "invalid request: method")
             return
         raw.setdefault("params", None)
-        if is_request and lsp._shutdown and raw["method"] != EXIT:
+        shutting_down = lsp._shutdown or getattr(lsp, "shutdown_requested", False)
+        if is_request and shutting_down and raw["method"] != EXIT:
             send_error(lsp, msg_id, sage.INVALID_REQUEST, "the server is shutting down")
             return
     try:
