@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-BENCHMARKS = {"streaming": "bench.streaming"}
+BENCHMARKS = {"streaming": "bench.streaming", "startup": "bench.startup"}
 
 
 def machine() -> dict[str, object]:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.openai_server import OpenAIServer, Reply
 
+pytestmark = pytest.mark.slow
+
 PROMPT = "you>"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 

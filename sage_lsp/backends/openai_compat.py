@@ -1,11 +1,13 @@
 """OpenAI-compatible backends (openai, compatible, vllm, ollama) on the official ``openai`` client.
 
-The ``openai`` package is imported when a backend of this kind is first built, not at start-up:
-it takes most of a second to import and the mock backend does not need it.
+``openai`` and its HTTP library ``httpx2`` are imported when a backend of this kind is first
+built, not at start-up: together they take most of a second to import, and the language server
+must answer ``initialize`` quickly (the mock backend never needs them).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -97,9 +99,11 @@ class OpenAICompatibleBackend:
             raise BackendError(
                 ErrorKind.CONFIG, f"the {name} backend needs an API key", defaults.key_hint
             )
+        import httpx2
         import openai
 
         self._openai = openai
+        self._http = httpx2
         self._client = openai.AsyncOpenAI(
             base_url=self.base_url,
             api_key=api_key or NO_KEY,
@@ -146,20 +150,25 @@ class OpenAICompatibleBackend:
             {**searched, "served": served},
         )
 
-    async def _open(self, request: ChatRequest) -> Any:
-        """Send the request and return the open stream of chunks."""
+    def _request_body(self, request: ChatRequest) -> dict[str, Any]:
         assert self._model is not None
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self._model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": True,
         }
         if request.max_tokens:
-            kwargs["max_tokens"] = request.max_tokens
+            body["max_tokens"] = request.max_tokens
         if self._send_usage_option:
-            kwargs["stream_options"] = {"include_usage": True}
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _open(self, request: ChatRequest) -> Any:
+        """Send the request; return the open streaming response (status already checked)."""
+        create = self._client.chat.completions.with_streaming_response.create
         try:
-            return await self._client.chat.completions.create(**kwargs)
+            opened = create(**self._request_body(request))
+            return opened, await opened.__aenter__()
         except self._openai.BadRequestError as exc:
             if not self._send_usage_option or "stream_options" not in str(exc):
                 raise self._translate(exc, started=False) from exc
@@ -170,26 +179,57 @@ class OpenAICompatibleBackend:
             raise self._translate(exc, started=False) from exc
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Stream the answer; closing this iterator closes the HTTP stream at once."""
+        """Stream the answer; closing this iterator closes the HTTP stream at once.
+
+        The official client sends the request and checks the status; the server-sent events
+        are then read as lines and decoded with ``json``, which is several times faster than
+        building the client's typed chunk objects (see docs/benchmarks.md).
+        """
         await self.prepare()
-        chunks = await self._open(request)
+        opened, response = await self._open(request)
         finish: str | None = None
         usage: Usage | None = None
         try:
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                if not chunk.choices:
+            async for line in response.iter_lines():
+                if not line.startswith("data:"):
                     continue
-                choice = chunk.choices[0]
-                if choice.delta is not None and choice.delta.content:
-                    yield Delta(choice.delta.content)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-        except self._openai.OpenAIError as exc:
-            raise self._translate(exc, started=True) from exc
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise ValueError("a stream event is not a JSON object")
+                if chunk.get("error"):
+                    raise self._stream_error(chunk["error"])
+                if chunk.get("usage"):
+                    u = chunk["usage"]
+                    usage = Usage(
+                        int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))
+                    )
+                choices = chunk.get("choices") or [{}]
+                text = (choices[0].get("delta") or {}).get("content")
+                if text:
+                    yield Delta(text)
+                finish = choices[0].get("finish_reason") or finish
+        except self._http.TimeoutException as exc:
+            raise self._translate(
+                self._openai.APITimeoutError(request=exc.request), started=True
+            ) from exc
+        except self._http.TransportError as exc:
+            raise BackendError(
+                ErrorKind.INTERRUPTED,
+                f"the connection to {self.base_url} broke while the answer was streaming "
+                f"({_reason(exc)})",
+                "the server may have crashed or restarted; ask again",
+            ) from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BackendError(
+                ErrorKind.SERVER,
+                f"{self.base_url} sent a stream that is not valid chat completions ({exc})",
+                "check that --base-url points at an OpenAI-compatible server",
+            ) from exc
         finally:
-            await chunks.close()
+            await opened.__aexit__(None, None, None)
         if finish is None:
             raise BackendError(
                 ErrorKind.INTERRUPTED,
@@ -197,6 +237,14 @@ class OpenAICompatibleBackend:
                 "the server may have stopped; ask again",
             )
         yield Finish("length" if finish == "length" else "stop", usage)
+
+    def _stream_error(self, error: object) -> BackendError:
+        message = error.get("message") if isinstance(error, dict) else error
+        return BackendError(
+            ErrorKind.SERVER,
+            f"{self.base_url} reported an error while streaming: {message}",
+            "see the server's log; try again later",
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

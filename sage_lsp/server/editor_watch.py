@@ -8,8 +8,6 @@ import logging
 import os
 from collections.abc import Callable
 
-import psutil
-
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
@@ -18,6 +16,8 @@ POLL_SECONDS = 0.5
 
 def is_gone(pid: int) -> bool:
     """True if ``pid`` does not exist or is a zombie (dead, not yet reaped by its parent)."""
+    import psutil  # here, not at start-up: the server must answer ``initialize`` quickly
+
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.rpc_client import RpcClient
 
+pytestmark = pytest.mark.slow
+
 GONE_WITHIN = 2.0
 
 

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from sage_lsp import protocol
 from tests.support.rpc_client import RpcClient
 
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 
 

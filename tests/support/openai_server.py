@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,11 +100,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, _completion(body, reply))
 
-    def _send_chunk(self, payload: dict[str, Any] | str) -> None:
+    def _send_chunk(self, payload: dict[str, Any] | str, flush: bool = True) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         data = f"data: {text}\n\n".encode()
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+        self._out += f"{len(data):x}\r\n".encode() + data + b"\r\n"
+        if flush or len(self._out) > 16384:
+            self.wfile.write(self._out)
+            self._out.clear()
 
     def _client_gone(self, wait: float) -> bool:
         """Wait up to ``wait`` seconds; True as soon as the client has closed the connection."""
@@ -117,6 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        self._out = bytearray()
         record = StreamRecord(started=time.monotonic())
         self.server.owner.streams.append(record)
         self.send_response(200)
@@ -146,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             for n, token in enumerate(reply.tokens):
                 if reply.disconnect_after is not None and n >= reply.disconnect_after:
+                    self.wfile.write(self._out)
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
@@ -157,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "choices": [
                             {"index": 0, "delta": {"content": token}, "finish_reason": None}
                         ],
-                    }
+                    },
+                    flush=reply.delay > 0 or n == 0,
                 )
                 record.chunks_sent += 1
             self._send_chunk(
@@ -208,6 +214,11 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: OpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (as cancelling ones do) is not an error worth printing."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class OpenAIServer:
