@@ -238,12 +238,16 @@ def camel(name: str) -> str:
 
 
 def to_wire(value: Any) -> Any:
-    """A payload (or list/dict of them) as JSON-ready data with camelCase keys, without Nones."""
+    """A payload (or list/dict of them) as JSON-ready data with camelCase keys.
+
+    Optional fields (those with a default) are left out when ``None``; required ones are sent
+    as ``null``.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             camel(f.name): to_wire(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None
+            if getattr(value, f.name) is not None or f.default is dataclasses.MISSING
         }
     if isinstance(value, list | tuple):
         return [to_wire(item) for item in value]

@@ -92,6 +92,7 @@ class Session:
                 self._set_state("error", str(exc))
                 raise
             self._set_state("ready", self._backend.describe())
+            log.info("backend ready: %s", self._backend.describe())
             return self._backend
 
     def report(self, exc: BackendError | None) -> None:

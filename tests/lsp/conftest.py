@@ -77,3 +77,20 @@ async def client(lsp_client: LanguageClient) -> AsyncIterator[None]:
     )
     yield
     await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=CONFIG)
+async def pulling_client(lsp_client: LanguageClient) -> AsyncIterator[None]:
+    """A session whose editor settings (pulled with workspace/configuration) differ from its
+    initializationOptions."""
+    lsp_client.set_configuration(
+        {"backend": "vllm", "baseUrl": "http://127.0.0.1:9/v1", "topK": 99}, section="sage"
+    )
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            initialization_options={"backend": "mock"},
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()

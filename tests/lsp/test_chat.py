@@ -135,3 +135,33 @@ async def test_bad_configuration_value_is_shown_and_the_old_value_stays(
     assert message.type == types.MessageType.Error
     assert "topK = 50" in message.message and "between 1 and 20" in message.message
     assert (await request(client, protocol.CHAT, {"message": "still fine"}))["text"]
+
+
+async def test_log_lines_reach_the_editor_at_the_configured_level(client: LanguageClient) -> None:
+    await request(client, protocol.BACKEND_START, {})
+    assert not [m for m in client.log_messages if "backend ready" in m.message]
+    await request(client, protocol.BACKEND_STOP, {})
+    settings = {"backend": "mock", "logLevel": "info"}
+    client.set_configuration(settings, section="sage")
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"sage": settings})
+    )
+    await asyncio.sleep(0.2)
+    await request(client, protocol.BACKEND_START, {})
+    for _ in range(100):
+        if [m for m in client.log_messages if "backend ready: mock backend" in m.message]:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("no window/logMessage at level info")
+
+
+async def test_settings_are_pulled_after_initialized(pulling_client: LanguageClient) -> None:
+    client = pulling_client
+    for _ in range(100):
+        status = await request(client, protocol.BACKEND_STATUS, {})
+        if status["backend"] == "vllm":
+            break
+        await asyncio.sleep(0.02)
+    assert status["backend"] == "vllm"
+    assert any("topK = 99" in m.message for m in client.messages)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,11 +33,13 @@ async def started_client(**params: object) -> RpcClient:
     return client
 
 
-async def test_shutdown_then_exit() -> None:
+async def test_shutdown_then_exit(sage_home: Path) -> None:
     client = await started_client()
     assert (await client.request("shutdown"))["result"] is None
     await client.notify("exit")
     assert await gone_within(client) == 0
+    log = (sage_home / "logs" / "lsp.log").read_text()
+    assert f"{client.process.pid} INFO sage_lsp.server.session: session ending" in log
 
 
 async def test_exit_without_shutdown_exits_1() -> None:
