@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.rpc_client import RpcClient
+from tests.support.rpc_client import RpcClient, frame, parse_frames
 
 pytestmark = pytest.mark.slow
 
@@ -111,33 +111,19 @@ async def test_stdout_carries_only_protocol_frames() -> None:
         {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
         {"jsonrpc": "2.0", "method": "exit"},
     ]
-    data = b"".join(
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        for body in (json.dumps(frame).encode() for frame in frames[:3])
-    )
     assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(data)
+    process.stdin.write(b"".join(frame(f) for f in frames[:3]))
     await process.stdin.drain()
     out = b""
     while b'"id": 2' not in out and b'"id":2' not in out:
         chunk = await asyncio.wait_for(process.stdout.read(65536), 10)
         assert chunk, "the server closed stdout early"
         out += chunk
-    tail = b"".join(
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        for body in (json.dumps(frame).encode() for frame in frames[3:])
-    )
-    process.stdin.write(tail)
+    process.stdin.write(b"".join(frame(f) for f in frames[3:]))
     await process.stdin.drain()
     rest, _ = await asyncio.wait_for(process.communicate(), 5)
-    out += rest
-    while out:
-        header, sep, out = out.partition(b"\r\n\r\n")
-        fields = dict(line.split(b": ", 1) for line in header.split(b"\r\n"))
-        assert sep and set(fields) <= {b"Content-Length", b"Content-Type"}, header[:80]
-        length = int(fields[b"Content-Length"])
-        json.loads(out[:length])
-        out = out[length:]
+    messages = parse_frames(out + rest)
+    assert [m.get("id") for m in messages if "method" not in m] == [1, 2, 3]
     assert process.returncode == 0
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sage_lsp import protocol
-from tests.support.rpc_client import RpcClient
+from tests.support.rpc_client import RpcClient, frame
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +28,6 @@ async def healthy(client: RpcClient) -> None:
 async def orphan(client: RpcClient) -> dict[str, Any]:
     await client.wait_for(lambda: bool(client.orphans), timeout=5)
     return client.orphans.pop(0)
-
-
-def frame(body: bytes) -> bytes:
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 @pytest.fixture

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from typing import Any
 
 import pytest
 
 from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.rpc_client import frame, parse_frames
 
 pytestmark = pytest.mark.slow
 
 TOKENS = [f" tok{n}" for n in range(20000)]
-
-
-def frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def parse_frames(data: bytes) -> list[dict[str, Any]]:
-    messages = []
-    while data:
-        header, _, data = data.partition(b"\r\n\r\n")
-        length = int(header.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-        messages.append(json.loads(data[:length]))
-        data = data[length:]
-    return messages
 
 
 async def test_deltas_are_coalesced_while_the_client_does_not_read(

@@ -18,6 +18,25 @@ from typing import Any
 SERVER = [sys.executable, "-m", "sage_lsp"]
 
 
+def frame(message: bytes | dict[str, Any]) -> bytes:
+    """One framed message; a dict is encoded as JSON, bytes are sent as they are."""
+    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def parse_frames(data: bytes) -> list[dict[str, Any]]:
+    """Split a captured output stream into messages; fails on anything that is not a frame."""
+    messages = []
+    while data:
+        header, sep, data = data.partition(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in header.split(b"\r\n"))
+        assert sep and set(fields) <= {b"Content-Length", b"Content-Type"}, header[:80]
+        length = int(fields[b"Content-Length"])
+        messages.append(json.loads(data[:length]))
+        data = data[length:]
+    return messages
+
+
 class RpcClient:
     """Talks to one ``sage-lsp`` process; responses by id, notifications by method."""
 
@@ -80,8 +99,7 @@ class RpcClient:
         await stdin.drain()
 
     async def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps(message).encode()
-        await self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await self.send_bytes(frame(message))
 
     async def request(self, method: str, params: Any = None, timeout: float = 30) -> dict[str, Any]:
         """Send a request and return the whole response (``result`` or ``error``)."""
