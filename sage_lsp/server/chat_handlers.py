@@ -31,6 +31,7 @@ class ChatHandlers:
 
     async def chat(self, params: Any) -> dict[str, Any]:
         """Answer one question, streaming ``sage/chatChunk``; cancellable."""
+        await self.server.configured()
         try:
             p = protocol.from_wire(protocol.ChatParams, params)
             if not p.message.strip():
@@ -42,7 +43,6 @@ class ChatHandlers:
                 settings = apply(settings, p.backend, "params backend", strict=False)
         except (protocol.InvalidParams, SettingsError) as exc:
             raise invalid_params(exc, protocol.CHAT) from None
-        await self.server.configured()
         session = self.session
         conversation = session.conversation(p.chat_id)
         async with session.turn_locks[conversation.chat_id]:
@@ -52,7 +52,7 @@ class ChatHandlers:
                 conversation.chat_id,
                 len(conversation.turns) + 1,
             )
-            own = session.for_turn(settings)
+            own = session.needs_own_backend(settings)
             try:
                 backend = create_backend(settings) if own else await session.backend()
                 try:

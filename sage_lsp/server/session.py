@@ -131,7 +131,7 @@ class Session:
             conversation.system_prompt = settings.system_prompt
             conversation.history_tokens = settings.history_tokens
 
-    def for_turn(self, overrides: Settings) -> bool:
+    def needs_own_backend(self, overrides: Settings) -> bool:
         """Whether a turn with ``overrides`` needs a backend of its own."""
         return any(getattr(self.settings, k) != getattr(overrides, k) for k in BACKEND_KEYS)
 
