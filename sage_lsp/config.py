@@ -10,6 +10,7 @@ docs/configuration.md lists every setting.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -133,6 +134,18 @@ def _text(raw: object) -> str:
     return value
 
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+"""A finetuned model's name is one path component: letters, digits, '.', '_', '-'."""
+
+
+def model_name(raw: object) -> str:
+    """A finetuned model name (never a path)."""
+    value = _text(raw)
+    if not MODEL_NAME.match(value) or value in {".", ".."}:
+        raise ValueError("must be one folder name: letters, digits, '.', '_' and '-' only")
+    return value
+
+
 def _optional_index(raw: object) -> str | None:
     value = _optional_text(raw)
     return None if value is None or value.lower() == "none" else value
@@ -244,7 +257,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "api_key", "apiKey", _optional_text, ("SAGE_CHAT_API_KEY", "TEMP_GENERATOR_API_KEY")
     ),
-    SettingSpec("finetune_model", "finetuneModel", _text, ("SAGE_DEBUG_FINETUNE_MODEL",)),
+    SettingSpec("finetune_model", "finetuneModel", model_name, ("SAGE_DEBUG_FINETUNE_MODEL",)),
     SettingSpec("finetune_port", "finetunePort", _int_range(1, 65535), ("SAGE_FINETUNE_PORT",)),
     SettingSpec("index", "index", _optional_index, ("SAGE_INDEX",)),
     SettingSpec("top_k", "topK", _int_range(1, 20), ("SAGE_TOP_K",)),

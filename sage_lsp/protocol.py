@@ -32,6 +32,10 @@ BACKEND_START = "sage/backend/start"
 """Prepare the backend now (connect, choose the model); result :class:`BackendStatus`."""
 BACKEND_STOP = "sage/backend/stop"
 """Release this session's hold on the backend; result :class:`BackendStatus`."""
+MODELS = "sage/models"
+"""The finetuned models in the store; params ``{}``, result :class:`ModelsResult`."""
+SERVICES = "sage/services"
+"""The live model services of the registry; params ``{}``, result :class:`ServicesResult`."""
 
 # --- notifications (server -> client) --------------------------------------------------------
 CHAT_CHUNK = "sage/chatChunk"
@@ -46,6 +50,8 @@ METHODS: tuple[str, ...] = (
     BACKEND_STATUS,
     BACKEND_START,
     BACKEND_STOP,
+    MODELS,
+    SERVICES,
 )
 """The requests this server implements, as listed in ``capabilities.experimental.sage``."""
 
@@ -208,6 +214,9 @@ class BackendStatus:
     """``idle`` (nothing prepared), ``starting``, ``ready`` or ``error``."""
     endpoint: str | None = None
     """The OpenAI-compatible endpoint in use."""
+    service: dict[str, Any] | None = None
+    """The model service in use (managed backends): ``name, servedModelName, port, pid, owned,
+    holders, logPath, startedAt``."""
     message: str | None = None
     """What happened last, e.g. the error."""
     metrics: dict[str, float] | None = None
@@ -226,6 +235,60 @@ class StatusChange:
     """The model, once known."""
     message: str | None = None
     """What happened."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One finetuned model of the store."""
+
+    name: str
+    """Its folder name under ``$SAGE_HOME/finetune_output``."""
+    base_model: str | None
+    """The base model from ``finetune_meta.json``."""
+    state: Literal["merged", "adapter", "checkpoints"]
+    """What the folder holds: a merged model, a final adapter, or checkpoints only."""
+    path: str
+    """The folder."""
+
+
+@dataclass(frozen=True)
+class ModelsResult:
+    """Result of ``sage/models``."""
+
+    models: list[ModelInfo]
+    """By name."""
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """One live model service of the registry."""
+
+    name: str
+    """The service name (the model's)."""
+    served_model_name: str
+    """The name requests use."""
+    port: int
+    """Its port on 127.0.0.1."""
+    pid: int | None
+    """vLLM's API server process."""
+    state: str
+    """``starting``, ``ready``, ``failed`` or ``stopping``."""
+    owned: bool
+    """Always true for registry entries: sage-lsp launched it and will stop it."""
+    holders: int
+    """Live sessions holding it."""
+    log_path: str
+    """Its log file."""
+    started_at: float
+    """Launch time (seconds since the epoch)."""
+
+
+@dataclass(frozen=True)
+class ServicesResult:
+    """Result of ``sage/services``."""
+
+    services: list[ServiceInfo]
+    """Live services only."""
 
 
 # --- wire conversion -------------------------------------------------------------------------

@@ -28,6 +28,9 @@ class ErrorKind(enum.Enum):
     """The connection broke while the answer was streaming."""
     CONFIG = "config"
     """The backend is not configured well enough to be used (missing key or URL)."""
+    SERVICE_FAILED = "service_failed"
+    """A model service sage-lsp launched failed to start (details: logPath, logTail,
+    exitCode)."""
 
 
 class BackendError(Exception):

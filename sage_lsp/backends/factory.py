@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from sage_lsp.backends.base import Backend, BackendError, ErrorKind
+from sage_lsp.backends.managed import finetune_backend, managed_vllm_backend
 from sage_lsp.backends.mock import MockBackend
 from sage_lsp.backends.openai_compat import ENDPOINTS, OpenAICompatibleBackend
 from sage_lsp.config import Settings
+from sage_lsp.services.manager import ProgressCallback
 
 
-def create_backend(settings: Settings) -> Backend:
-    """Return a new backend for ``settings.backend``; raises :class:`BackendError` if unusable."""
+def create_backend(settings: Settings, on_progress: ProgressCallback | None = None) -> Backend:
+    """Return a new backend for ``settings.backend``; raises :class:`BackendError` if unusable.
+
+    ``on_progress`` hears how a managed model service is being prepared (merge, start).
+    """
     if settings.backend == "mock":
         return MockBackend()
+    if settings.backend == "finetune":
+        return finetune_backend(settings, on_progress)
+    if settings.backend == "vllm" and settings.model and not settings.base_url:
+        return managed_vllm_backend(settings, on_progress)
     if settings.backend in ENDPOINTS:
         return OpenAICompatibleBackend(
             settings.backend,
@@ -20,8 +29,4 @@ def create_backend(settings: Settings) -> Backend:
             api_key=settings.api_key,
             timeout=settings.request_timeout_seconds,
         )
-    raise BackendError(
-        ErrorKind.CONFIG,
-        f"the {settings.backend} backend is not available in this version of sage-lsp",
-        "use --backend vllm with a running vLLM server, or --backend mock",
-    )
+    raise BackendError(ErrorKind.CONFIG, f"unknown backend {settings.backend!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import uuid
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -20,6 +21,7 @@ from sage_lsp.server.chat_handlers import ChatHandlers
 from sage_lsp.server.config_handlers import ConfigHandlers
 from sage_lsp.server.editor_watch import ProcessWatch
 from sage_lsp.server.logs import EditorLogHandler
+from sage_lsp.server.service_handlers import ServiceHandlers
 from sage_lsp.server.session import Session
 from sage_lsp.server.transport import Writer
 
@@ -61,6 +63,44 @@ class SageProtocol(LanguageServerProtocol):
         yield from ()
 
 
+class EditorProgress:
+    """Work-done progress (``window/workDoneProgress/create`` and ``$/progress``) for long
+    preparations, when the client supports it; otherwise nothing."""
+
+    def __init__(self, server: SageServer) -> None:
+        self.server = server
+        self.token: str | None = None
+
+    async def begin(self, title: str) -> None:
+        """Create a progress token and show ``title``."""
+        window = self.server.client_capabilities.window
+        if not (window and window.work_done_progress):
+            return
+        token = f"sage-{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.wait_for(self.server.work_done_progress.create_async(token), 5)
+        except Exception as exc:  # a client that refuses just gets no progress
+            log.info("no work-done progress: %s", exc)
+            return
+        self.token = token
+        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title))
+
+    def report(self, message: str) -> None:
+        """Update the shown progress."""
+        if self.token is not None:
+            self.server.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message)
+            )
+
+    def end(self, message: str) -> None:
+        """Close the shown progress."""
+        if self.token is not None:
+            self.server.work_done_progress.end(
+                self.token, types.WorkDoneProgressEnd(message=message)
+            )
+            self.token = None
+
+
 class SageServer(LanguageServer):
     """The language server: a :class:`Session` plus the handlers of every method group."""
 
@@ -73,7 +113,7 @@ class SageServer(LanguageServer):
             protocol_cls=SageProtocol,
             converter_factory=get_converter,
         )
-        self.session = Session(settings, self.send_notification)
+        self.session = Session(settings, self.send_notification, EditorProgress(self))
         self.writer: Writer | None = None
         self.exit_code: int | None = None
         self._startup_errors = list(startup_errors or [])
@@ -84,6 +124,7 @@ class SageServer(LanguageServer):
         ConfigHandlers(self).register()
         ChatHandlers(self).register()
         BackendHandlers(self).register()
+        ServiceHandlers(self).register()
         self.route(types.SHUTDOWN, self._on_shutdown)
 
     def route(self, method: str, handler: Callable[[Any], Any]) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError
-from sage_lsp.server.errors import invalid_params, rpc_error
+from sage_lsp.server.errors import check_no_params, rpc_error
 
 if TYPE_CHECKING:
     from sage_lsp.server.app import SageServer
@@ -25,25 +25,18 @@ class BackendHandlers:
         self.server.route(protocol.BACKEND_START, self.start)
         self.server.route(protocol.BACKEND_STOP, self.stop)
 
-    @staticmethod
-    def _check(params: Any, method: str) -> None:
-        try:
-            protocol.from_wire(protocol.NoParams, params)
-        except protocol.InvalidParams as exc:
-            raise invalid_params(exc, method) from None
-
     def _status(self) -> dict[str, Any]:
         wire: dict[str, Any] = protocol.to_wire(self.session.status())
         return wire
 
     async def status(self, params: Any) -> dict[str, Any]:
         """The backend's state now."""
-        self._check(params, protocol.BACKEND_STATUS)
+        check_no_params(params, protocol.BACKEND_STATUS)
         return self._status()
 
     async def start(self, params: Any) -> dict[str, Any]:
         """Prepare the backend now; fails with the backend's error."""
-        self._check(params, protocol.BACKEND_START)
+        check_no_params(params, protocol.BACKEND_START)
         await self.server.configured()
         try:
             await self.session.backend()
@@ -53,6 +46,6 @@ class BackendHandlers:
 
     async def stop(self, params: Any) -> dict[str, Any]:
         """Release this session's hold on the backend."""
-        self._check(params, protocol.BACKEND_STOP)
+        check_no_params(params, protocol.BACKEND_STOP)
         await self.session.stop_backend()
         return self._status()

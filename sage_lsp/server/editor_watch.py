@@ -8,6 +8,8 @@ import logging
 import os
 from collections.abc import Callable
 
+from sage_lsp.processes import is_alive
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
@@ -16,14 +18,7 @@ POLL_SECONDS = 0.5
 
 def is_gone(pid: int) -> bool:
     """True if ``pid`` does not exist or is a zombie (dead, not yet reaped by its parent)."""
-    import psutil  # here, not at start-up: the server must answer ``initialize`` quickly
-
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied:
-        return False
+    return not is_alive(pid)
 
 
 class ProcessWatch:

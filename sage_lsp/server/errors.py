@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from sage_lsp import protocol
@@ -10,7 +12,14 @@ from sage_lsp.config import SettingsError
 
 
 def rpc_error(exc: BackendError) -> JsonRpcException:
-    """-32002 for a model that is not there, -32001 for every other backend failure."""
+    """-32003 for a service that failed to start, -32002 for a model that is not there, -32001
+    for every other backend failure."""
+    if exc.kind is ErrorKind.SERVICE_FAILED:
+        return JsonRpcException(
+            message=str(exc),
+            code=protocol.SERVICE_FAILED,
+            data={"logPath": None, "logTail": [], "exitCode": None, **exc.details},
+        )
     if exc.kind is ErrorKind.MODEL_NOT_FOUND:
         return JsonRpcException(
             message=str(exc),
@@ -27,3 +36,11 @@ def rpc_error(exc: BackendError) -> JsonRpcException:
 def invalid_params(exc: protocol.InvalidParams | SettingsError, method: str) -> JsonRpcException:
     """-32602 with the message naming the field."""
     return JsonRpcInvalidParams(f"invalid params for {method}: {exc}")
+
+
+def check_no_params(params: Any, method: str) -> None:
+    """Accept ``{}`` or absent params; anything else is -32602."""
+    try:
+        protocol.from_wire(protocol.NoParams, params)
+    except protocol.InvalidParams as exc:
+        raise invalid_params(exc, method) from None

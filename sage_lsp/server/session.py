@@ -5,18 +5,37 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import Backend, BackendError
 from sage_lsp.backends.factory import create_backend
+from sage_lsp.backends.managed import ManagedBackend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import TurnResult
 from sage_lsp.config import Settings
+from sage_lsp.services.manager import Progress
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str, Any], None]
+
+
+class WorkProgress(Protocol):
+    """Standard work-done progress in the editor (``app.EditorProgress``)."""
+
+    async def begin(self, title: str) -> None:
+        """Show a progress item."""
+        ...
+
+    def report(self, message: str) -> None:
+        """Update it."""
+        ...
+
+    def end(self, message: str) -> None:
+        """Close it."""
+        ...
+
 
 BACKEND_KEYS = (
     "backend",
@@ -35,9 +54,12 @@ BACKEND_KEYS = (
 class Session:
     """State shared by every request of one language-server session."""
 
-    def __init__(self, settings: Settings, notify: Notify) -> None:
+    def __init__(
+        self, settings: Settings, notify: Notify, progress: WorkProgress | None = None
+    ) -> None:
         self.settings = settings
         self.notify = notify
+        self.progress = progress
         self.conversations: dict[str, Conversation] = {}
         self.turn_locks: dict[str, asyncio.Lock] = {}
         self.state: protocol.BackendState = "idle"
@@ -84,16 +106,30 @@ class Session:
             if self._backend is not None and self.state == "ready":
                 return self._backend
             self._set_state("starting", f"connecting to the {self.settings.backend} backend")
+            progress: WorkProgress | None = None
             try:
                 if self._backend is None:
-                    self._backend = create_backend(self.settings)
+                    self._backend = create_backend(self.settings, self._on_progress)
+                if isinstance(self._backend, ManagedBackend) and self.progress is not None:
+                    progress = self.progress
+                    await progress.begin(f"sage: starting the {self.settings.backend} model")
                 await self._backend.prepare()
             except BackendError as exc:
                 self._set_state("error", str(exc))
+                if progress is not None:
+                    progress.end(f"failed: {exc.message}")
                 raise
             self._set_state("ready", self._backend.describe())
+            if progress is not None:
+                progress.end("ready")
             log.info("backend ready: %s", self._backend.describe())
             return self._backend
+
+    def _on_progress(self, progress: Progress) -> None:
+        message = f"{progress.phase} ({progress.elapsed:.0f} s): {progress.detail}"
+        self._set_state("starting", message)
+        if self.progress is not None:
+            self.progress.report(message)
 
     def report(self, exc: BackendError | None) -> None:
         """Tell the status after a turn: an error, or ready again after one."""
@@ -118,6 +154,7 @@ class Session:
             model=backend.model if backend else self.settings.model,
             state=self.state,
             endpoint=getattr(backend, "base_url", None) if backend else None,
+            service=backend.service() if isinstance(backend, ManagedBackend) else None,
             message=self.message,
             metrics=dict(self.metrics),
         )

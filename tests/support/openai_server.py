@@ -68,6 +68,9 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        if self.path == "/health":
+            self._json(200, {})
+            return
         if not self._authorised():
             return
         if self.path.rstrip("/") != "/v1/models":
@@ -224,13 +227,15 @@ class _Server(ThreadingHTTPServer):
 class OpenAIServer:
     """The server; use as a context manager or call :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, models: list[str] | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self, models: list[str] | None = None, api_key: str | None = None, port: int = 0
+    ) -> None:
         self.models = models if models is not None else ["tiny-model"]
         self.api_key = api_key
         self.reply = Reply()
         self.requests: list[dict[str, Any]] = []
         self.streams: list[StreamRecord] = []
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 

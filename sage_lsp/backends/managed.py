@@ -1,0 +1,122 @@
+"""Backends whose model server sage-lsp runs itself: ``finetune`` (a finetuned model from the
+store) and ``vllm`` with ``--model`` and no ``--base-url`` (a base model)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from sage_lsp.backends.base import BackendError, ChatRequest, ErrorKind, StreamEvent
+from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
+from sage_lsp.config import Settings
+from sage_lsp.services.manager import ProgressCallback, ServiceHandle, ServiceManager
+from sage_lsp.services.store import ModelStore
+
+Ensure = Callable[[ServiceManager], Awaitable[ServiceHandle]]
+
+
+class ManagedBackend:
+    """Prepares by ensuring the service (merge, launch or join) and holds it until closed;
+    answers through the service's OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        ensure: Ensure,
+        wanted_model: str,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.manager = ServiceManager(settings, on_progress)
+        self._ensure = ensure
+        self._wanted = wanted_model
+        self.handle: ServiceHandle | None = None
+        self._client: OpenAICompatibleBackend | None = None
+
+    @property
+    def model(self) -> str:
+        """The model served (the finetuned model's name, or the base model)."""
+        return self.handle.served_model_name if self.handle else self._wanted
+
+    @property
+    def base_url(self) -> str | None:
+        """The service's endpoint, once running."""
+        return self.handle.base_url if self.handle else None
+
+    def describe(self) -> str:
+        """Backend, model and where it is served."""
+        where = f" at {self.handle.base_url}" if self.handle else " (not started)"
+        return f"{self.name} backend, model {self.model}{where}"
+
+    def service(self) -> dict[str, Any] | None:
+        """The service as ``sage/backend/status`` reports it."""
+        if self.handle is None:
+            return None
+        entry = self.handle.entry
+        port = int(self.handle.base_url.rsplit(":", 1)[1].split("/")[0])
+        return {
+            "name": self.handle.name,
+            "servedModelName": self.handle.served_model_name,
+            "port": entry.port if entry else port,
+            "pid": entry.pid if entry else None,
+            "owned": self.handle.owned,
+            "holders": len(entry.live_holders()) if entry else 0,
+            "logPath": entry.log_path if entry else None,
+            "startedAt": entry.started_at if entry else None,
+        }
+
+    async def prepare(self) -> None:
+        """Ensure the service runs and this session holds it."""
+        if self._client is not None:
+            return
+        self.handle = await self._ensure(self.manager)
+        self._client = OpenAICompatibleBackend(
+            "compatible",
+            base_url=self.handle.base_url,
+            model=self.handle.served_model_name,
+            api_key=self.handle.api_key,
+            timeout=self.settings.request_timeout_seconds,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Answer through the service."""
+        await self.prepare()
+        assert self._client is not None
+        try:
+            async for event in self._client.stream(request):
+                yield event
+        except BackendError as exc:
+            if exc.kind in (ErrorKind.CONNECTION, ErrorKind.INTERRUPTED):
+                # the service went away: let go of it, so the next preparation starts it again
+                await self.aclose()
+                self.handle = None
+            raise
+
+    async def aclose(self) -> None:
+        """Close the connection and release this session's hold on the service."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await self.manager.release()
+
+
+def finetune_backend(settings: Settings, on_progress: ProgressCallback | None) -> ManagedBackend:
+    """The ``finetune`` backend for ``settings.finetune_model`` (which must be in the store)."""
+    name, port = settings.finetune_model, settings.finetune_port
+    ModelStore(settings.sage_home).get(name)  # a missing model is reported before anything else
+    return ManagedBackend(
+        "finetune", settings, lambda m: m.ensure_finetuned(name, port), name, on_progress
+    )
+
+
+def managed_vllm_backend(
+    settings: Settings, on_progress: ProgressCallback | None
+) -> ManagedBackend:
+    """The ``vllm`` backend for a base model that sage-lsp serves itself."""
+    assert settings.model is not None
+    model, port = settings.model, settings.finetune_port
+    return ManagedBackend(
+        "vllm", settings, lambda m: m.ensure_base(model, port), model, on_progress
+    )

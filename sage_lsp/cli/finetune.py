@@ -1,0 +1,79 @@
+"""``sage finetune``: chat with, merge and list finetuned models."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from sage_lsp.backends.base import BackendError
+from sage_lsp.cli.runner import EXIT_USAGE, error_code, fail, run_chat
+from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.services.merge import merge_needed, run_merge
+from sage_lsp.services.store import InvalidModelName, ModelStore
+
+DEFAULT_MODEL = "sage_code_expert"
+
+finetune_app = typer.Typer(help="Finetuned models: chat, merge, list.", no_args_is_help=True)
+
+
+@finetune_app.command("chat")
+def finetune_chat(
+    name: Annotated[str, typer.Argument(help="The finetuned model.")] = DEFAULT_MODEL,
+    port: Annotated[int | None, typer.Option(help="Port for its vLLM server.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+) -> None:
+    """Chat with a finetuned model: ``sage chat --backend finetune --finetune-model NAME``."""
+    overrides = {"backend": "finetune", "finetune_model": name, "finetune_port": port}
+    run_chat(overrides, None, True, debug)
+
+
+@finetune_app.command("merge")
+def finetune_merge(
+    name: Annotated[str, typer.Argument(help="The finetuned model.")],
+    force: Annotated[bool, typer.Option(help="Merge even if the merge is up to date.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+) -> None:
+    """Merge the model's LoRA adapter into its base (lora_weights/, else the last checkpoint)."""
+    try:
+        settings = load_settings()
+        model = ModelStore(settings.sage_home).get(name)
+        source = model.adapter_source()
+        if source is None:
+            print(f"{name} has no adapter to merge; {model.merged_dir} is used as it is")
+            return
+        if not force and not merge_needed(model):
+            print(f"{name} is merged and up to date (from {source})")
+            return
+        print(f"merging {source} into {model.merged_dir} ...", flush=True)
+        python = settings.merge_python or settings.vllm.python or sys.executable
+        log_path = settings.paths.logs_dir / "merge" / f"{name}.log"
+        run_merge(model, python, log_path)
+        print(f"merged: {model.merged_dir}")
+    except (SettingsError, InvalidModelName) as exc:
+        raise fail(str(exc), EXIT_USAGE, debug) from None
+    except BackendError as exc:
+        raise fail(str(exc), error_code(exc), debug) from None
+
+
+@finetune_app.command("list")
+def finetune_list() -> None:
+    """The finetuned models under $SAGE_HOME/finetune_output, with base and state."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), EXIT_USAGE, False) from None
+    store = ModelStore(settings.sage_home)
+    models = store.list()
+    if not models:
+        print(f"no finetuned models in {store.root}")
+        return
+    rows = [(m.name, m.base_model or "?", m.state, str(m.path)) for m in models]
+    widths = [
+        max(len(row[i]) for row in [("NAME", "BASE", "STATE", "PATH"), *rows]) for i in range(3)
+    ]
+    for row in [("NAME", "BASE", "STATE", "PATH"), *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[3]
+        )

@@ -1,0 +1,1 @@
+"""The backend manager: model store, merge, launcher, registry, supervisor and manager."""

