@@ -47,8 +47,8 @@ lint: dev
 	$(BIN)/ruff format --check sage_lsp tests bench
 	$(BIN)/mypy sage_lsp
 
-## test: lint, then every test tier (what CI runs)
-test: lint
+## test: lint, then every test tier (what CI runs), the real vLLM tier included
+test: lint vllm-env
 	$(BIN)/pytest
 
 ## test-fast: the quick tier only (under a minute)
@@ -56,7 +56,7 @@ test-fast: dev
 	$(BIN)/pytest -m "not slow"
 
 ## bench: run the benchmarks, write bench/results/*.json and docs/benchmarks.md
-bench: dev
+bench: dev vllm-env
 	$(BIN)/python -m bench.run
 
 clean:

@@ -18,7 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-BENCHMARKS = {"streaming": "bench.streaming", "startup": "bench.startup"}
+BENCHMARKS = {
+    "streaming": "bench.streaming",
+    "startup": "bench.startup",
+    "services": "bench.services",
+}
 
 
 def machine() -> dict[str, object]:

@@ -431,6 +431,7 @@ def _merge(base: str, adapter: Path, output: Path) -> None:
         saved_dtype = getattr(torch, saved_dtype, None)
 
     print(f"applying adapter {adapter}", flush=True)
+    fingerprint = adapter_fingerprint(adapter)  # of what is loaded, not of what is there later
     try:
         merged = peft.PeftModel.from_pretrained(base_model, str(adapter)).merge_and_unload()
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -459,7 +460,7 @@ def _merge(base: str, adapter: Path, output: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
         record = {
             "adapter": str(adapter),
-            "fingerprint": adapter_fingerprint(adapter),
+            "fingerprint": fingerprint,
             "base": base,
             "mergedAt": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

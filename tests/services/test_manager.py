@@ -241,3 +241,23 @@ async def test_sigkill_of_every_holder_still_stops_the_service() -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_vllm_backend_with_a_model_and_no_url_manages_a_base_model() -> None:
+    from sage_lsp.backends.factory import create_backend
+
+    backend = create_backend(
+        settings(backend="vllm", model="org/base-model", finetune_port=free_port())
+    )
+    await backend.prepare()
+    assert backend.model == "org/base-model"
+    [entry] = ServiceManager(settings()).services()
+    assert entry.name == "org--base-model" and entry.served_model_name == "org/base-model"
+    assert "--model org/base-model" in " ".join(entry.command)
+    assert (await ask(backend)).startswith("fake0")
+    await backend.aclose()
+    await wait_gone(entry, Registry(entry_registry_dir()), 5)
+
+
+def entry_registry_dir() -> Path:
+    return load_settings().sage_home / "run"

