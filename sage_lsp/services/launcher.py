@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,8 +68,10 @@ def choose_port(requested: int, taken: set[int]) -> int:
 
 def start_supervisor(run_dir: Path, name: str, log_path: Path) -> subprocess.Popen[bytes]:
     """Start the supervisor of service ``name``: no shell, its own session, output to the log."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # vLLM prints its arguments, the API key among them: the log is for its owner only
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "sage_lsp.services.supervisor", str(run_dir), name],
             stdin=subprocess.DEVNULL,

@@ -170,7 +170,9 @@ class ServiceManager:
             return handle
         self.held.add(name)
         entry = handle.entry
-        if entry.port != port:
+        if entry.holders != [self.holder]:
+            self._report("starting", started, f"joining the running service on port {entry.port}")
+        elif entry.port != port:
             self._report("starting", started, f"port {port} is taken; using {entry.port}")
         entry = await self._wait_ready(entry, started)
         self._report("ready", started, f"{served} is served on port {entry.port}")

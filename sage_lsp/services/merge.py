@@ -74,7 +74,11 @@ class MergeError(BackendError):
         exit_code: int | None = None,
         details: Mapping[str, object] | None = None,
     ) -> None:
-        merged_details: dict[str, object] = {"log": str(log_path), "exit_code": exit_code}
+        merged_details: dict[str, object] = {
+            "logPath": str(log_path),
+            "logTail": list(log_tail),
+            "exitCode": exit_code,
+        }
         merged_details.update(details or {})
         super().__init__(kind, message, hint, merged_details)
         self.log_path = log_path

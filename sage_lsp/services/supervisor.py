@@ -62,7 +62,8 @@ class Supervisor:
     def launch(self, entry: ServiceEntry) -> None:
         """Start vLLM in its own process group, output to the log."""
         assert self.log is not None
-        self.say(f"launching: {shlex.join(entry.command)}")
+        shown = [("***" if arg == entry.api_key else arg) for arg in entry.command]
+        self.say(f"launching: {shlex.join(shown)}")
         self.process = subprocess.Popen(
             entry.command,
             stdin=subprocess.DEVNULL,
