@@ -76,7 +76,9 @@ async def test_services_list_and_stop_while_a_session_holds_it() -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
                              "finetunePort": int(port())})  # fmt: skip
-    status = (await client.request(protocol.BACKEND_START, {}))["result"]
+    response = await client.request(protocol.BACKEND_START, {})
+    assert "result" in response, response
+    status = response["result"]
     assert status["state"] == "ready" and status["service"]["name"] == MODEL
     assert status["service"]["holders"] == 1 and status["service"]["owned"] is True
     models = (await client.request(protocol.MODELS, {}))["result"]["models"]

@@ -17,7 +17,7 @@ import pytest
 
 from sage_lsp.backends.base import BackendError, ChatRequest, Delta, ErrorKind, Message
 from sage_lsp.backends.managed import finetune_backend
-from sage_lsp.config import Settings, load_settings
+from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.processes import group_alive, is_alive
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
@@ -130,8 +130,8 @@ async def test_failed_starts_report_the_cause_and_leave_nothing(
     backend = finetune_backend(settings(vllm={"startup_timeout_seconds": 2}), None)
     with pytest.raises(BackendError) as err:
         await backend.prepare()
-    assert err.value.kind is ErrorKind.SERVICE_FAILED
-    assert text in str(err.value)
+    assert err.value.kind is ErrorKind.SERVICE_FAILED, err.value
+    assert text in str(err.value), err.value.details
     details = err.value.details
     assert details["logPath"] and isinstance(details["logTail"], list)
     if mode == "exit":
@@ -148,7 +148,7 @@ async def test_failed_starts_report_the_cause_and_leave_nothing(
         for p in psutil.process_iter(["cmdline"])
         if "vllm.entrypoints" in " ".join(p.info["cmdline"] or [])
     ]
-    assert fakes == [], "a fake vLLM was left behind"
+    assert fakes == [], [p.info["cmdline"] for p in fakes]
 
 
 async def test_death_in_mid_stream_is_an_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,10 +206,8 @@ async def test_unknown_model_and_bad_name() -> None:
         await finetune_backend(settings(finetune_model="nope"), None).prepare()
     assert err.value.kind is ErrorKind.MODEL_NOT_FOUND
     assert "tiny" in str(err.value) and err.value.details["searched"]
-    from sage_lsp.services.store import InvalidModelName
-
-    with pytest.raises(InvalidModelName):
-        await finetune_backend(settings(finetune_model="../etc"), None).prepare()
+    with pytest.raises(SettingsError, match="invalid finetune_model = '../etc'"):
+        settings(finetune_model="../etc")
 
 
 HOLDER = """
