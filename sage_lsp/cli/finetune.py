@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from sage_lsp.backends.base import BackendError
+from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.runner import EXIT_USAGE, error_code, fail, run_chat
 from sage_lsp.config import SettingsError, load_settings
-from sage_lsp.services.merge import merge_needed, run_merge
+from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.store import InvalidModelName, ModelStore
 
 DEFAULT_MODEL = "sage_code_expert"
@@ -37,20 +37,15 @@ def finetune_merge(
 ) -> None:
     """Merge the model's LoRA adapter into its base (lora_weights/, else the last checkpoint)."""
     try:
-        settings = load_settings()
-        model = ModelStore(settings.sage_home).get(name)
+        manager = ServiceManager(load_settings(), ProgressPrinter())
+        model = manager.store.get(name)
         source = model.adapter_source()
         if source is None:
             print(f"{name} has no adapter to merge; {model.merged_dir} is used as it is")
-            return
-        if not force and not merge_needed(model):
+        elif manager.merge_if_needed(model, force):
+            print(f"merged {source} into {model.merged_dir}")
+        else:
             print(f"{name} is merged and up to date (from {source})")
-            return
-        print(f"merging {source} into {model.merged_dir} ...", flush=True)
-        python = settings.merge_python or settings.vllm.python or sys.executable
-        log_path = settings.paths.logs_dir / "merge" / f"{name}.log"
-        run_merge(model, python, log_path)
-        print(f"merged: {model.merged_dir}")
     except (SettingsError, InvalidModelName) as exc:
         raise fail(str(exc), EXIT_USAGE, debug) from None
     except BackendError as exc:

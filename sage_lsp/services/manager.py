@@ -9,6 +9,8 @@ import os
 import re
 import secrets
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,9 +24,15 @@ from sage_lsp.config import Settings
 from sage_lsp.processes import create_time, is_alive, stop_group
 from sage_lsp.services import probe
 from sage_lsp.services.launcher import choose_port, start_supervisor, vllm_command
-from sage_lsp.services.merge import merge_needed, run_merge
+from sage_lsp.services.merge import (
+    adapter_fingerprint,
+    merge_needed,
+    read_merge_record,
+    resolve_base,
+    run_merge,
+)
 from sage_lsp.services.registry import Holder, Registry, ServiceEntry
-from sage_lsp.services.store import ModelStore
+from sage_lsp.services.store import FinetunedModel, ModelStore
 
 LOG_TAIL_LINES = 40
 WAIT_POLL_SECONDS = 0.25
@@ -104,23 +112,56 @@ class ServiceManager:
         self.holder = Holder(pid, create_time(pid), uuid.uuid4().hex[:8])
         self.held: set[str] = set()
         self._children: list[subprocess.Popen[bytes]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = threading.get_ident()
 
     # --- preparing -----------------------------------------------------------------------------
 
     def _report(self, phase: str, started: float, detail: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(Progress(phase, time.monotonic() - started, detail))
+        """Tell ``on_progress``, on the event loop's thread when there is one (merges and
+        launches run in worker threads; editors are notified from the loop only)."""
+        if self.on_progress is None:
+            return
+        progress = Progress(phase, time.monotonic() - started, detail)
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self.on_progress, progress)
+        else:
+            self.on_progress(progress)
+
+    def _bind_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     @property
     def vllm_python(self) -> str:
-        """The Python that runs vLLM."""
-        import sys
-
+        """The Python that runs vLLM (``vllm.python``, else this one)."""
         return self.settings.vllm.python or sys.executable
+
+    @property
+    def merge_python(self) -> str:
+        """The Python that merges (``merge_python``, else the vLLM one)."""
+        return self.settings.merge_python or self.vllm_python
+
+    def merge_if_needed(self, model: FinetunedModel, force: bool = False) -> bool:
+        """Merge the model's adapter unless the merge is up to date (blocking; one merge of a
+        model at a time across sessions). Returns whether it merged."""
+        started = time.monotonic()
+        self.registry.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.registry.run_dir / f"{model.name}.merge.lock"), timeout=3600)
+        with lock:  # another session may be merging the same model: wait, then look again
+            source = model.adapter_source()
+            if source is None or not (force or merge_needed(model)):
+                return False
+            self._report("merging", started, f"merging {source} into {model.merged_dir}")
+            log_path = self.settings.paths.logs_dir / "merge" / f"{model.name}.log"
+            run_merge(model, self.merge_python, log_path)
+            self._report("merging", started, f"merged into {model.merged_dir}")
+            return True
 
     async def ensure_finetuned(self, name: str, port: int) -> ServiceHandle:
         """Serve the finetuned model ``name``: merge if needed (or serve the adapter), then
         join its service or launch it."""
+        self._bind_loop()
         started = time.monotonic()
         model = self.store.get(name)
         adapter = model.adapter_source()
@@ -131,24 +172,19 @@ class ServiceManager:
                     f"{model.path / 'finetune_meta.json'} names no base model",
                     'serveAdapter needs the base model: set "model" in finetune_meta.json',
                 )
-            base = model.base_model
-            if not Path(base).is_absolute() and (model.path / base).exists():
-                base = str(model.path / base)
-            return await self._ensure(name, name, base, port, started, adapter)
+            base = resolve_base(model, model.base_model)
+            fingerprint = adapter_fingerprint(adapter)
+            return await self._ensure(name, name, base, port, started, adapter, fingerprint)
         if merge_needed(model):
-            lock = FileLock(str(self.registry.run_dir / f"{name}.merge.lock"), timeout=3600)
-            self.registry.run_dir.mkdir(parents=True, exist_ok=True)
-            with lock:  # another session may be merging the same model
-                if merge_needed(model):
-                    source = model.adapter_source()
-                    self._report("merging", started, f"merging {source} into {model.merged_dir}")
-                    merge_python = self.settings.merge_python or self.vllm_python
-                    log_path = self.settings.paths.logs_dir / "merge" / f"{name}.log"
-                    await asyncio.to_thread(run_merge, model, merge_python, log_path)
-        return await self._ensure(name, name, str(model.merged_dir), port, started, None)
+            await asyncio.to_thread(self.merge_if_needed, model)
+        record = read_merge_record(model.merged_dir) or {}
+        version = str(record["fingerprint"]) if "fingerprint" in record else None
+        merged = str(model.merged_dir)
+        return await self._ensure(name, name, merged, port, started, None, version)
 
     async def ensure_base(self, model: str, port: int) -> ServiceHandle:
         """Serve a base model (a path or a hub id in the local cache) under its own name."""
+        self._bind_loop()
         return await self._ensure(service_name(model), model, model, port, time.monotonic(), None)
 
     async def _ensure(
@@ -159,9 +195,10 @@ class ServiceManager:
         port: int,
         started: float,
         adapter: Path | None,
+        version: str | None = None,
     ) -> ServiceHandle:
         handle = await asyncio.to_thread(
-            self._join_or_launch, name, served, model_path, port, adapter
+            self._join_or_launch, name, served, model_path, port, adapter, version
         )
         if handle.entry is None:
             self._report(
@@ -172,6 +209,12 @@ class ServiceManager:
         entry = handle.entry
         if entry.holders != [self.holder]:
             self._report("starting", started, f"joining the running service on port {entry.port}")
+            if version is not None and entry.version != version:
+                self._report(
+                    "starting", started,
+                    f"the running service serves an older version of {name}; it is restarted "
+                    "once no session uses it (or now: sage services stop " + name + ")",
+                )  # fmt: skip
         elif entry.port != port:
             self._report("starting", started, f"port {port} is taken; using {entry.port}")
         entry = await self._wait_ready(entry, started)
@@ -181,13 +224,19 @@ class ServiceManager:
         )
 
     def _join_or_launch(
-        self, name: str, served: str, model_path: str, port: int, adapter: Path | None
+        self,
+        name: str,
+        served: str,
+        model_path: str,
+        port: int,
+        adapter: Path | None,
+        version: str | None,
     ) -> ServiceHandle:
         """Under the registry lock: join the live service of ``name`` or launch a new one."""
         with self.registry.locked():
             entry = self.registry.read(name)
             if entry is not None:
-                joined = self._join(entry)
+                joined = self._join(entry, version)
                 if joined is not None:
                     return joined
             taken = {e.port for e in self.registry.entries()}
@@ -221,6 +270,7 @@ class ServiceManager:
                 keep_alive_seconds=self.settings.keep_alive_seconds,
                 startup_timeout_seconds=self.settings.vllm.startup_timeout_seconds,
                 holders=[self.holder],
+                version=version,
                 env={"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
             )
             self.registry.write(entry)
@@ -232,12 +282,15 @@ class ServiceManager:
                 name, served, f"http://{probe.HOST}:{chosen}/v1", api_key, True, entry
             )
 
-    def _join(self, entry: ServiceEntry) -> ServiceHandle | None:
+    def _join(self, entry: ServiceEntry, version: str | None) -> ServiceHandle | None:
         """Hold ``entry`` if it is alive and (when ready) really serves its model; else clean
-        it up and return None."""
+        it up and return None. A service of an older version nobody else holds is restarted."""
         usable = entry.state in ("starting", "ready") and entry.processes_alive()
         if usable and entry.state == "ready":
             usable = probe.serves(entry.port, entry.served_model_name, entry.api_key)
+        others = [h for h in entry.live_holders() if h != self.holder]
+        if usable and version is not None and entry.version != version and not others:
+            usable = False
         if not usable:
             if entry.pgid is not None:
                 stop_group(entry.pgid, 3.0)

@@ -78,6 +78,8 @@ class ServiceEntry:
     """Sessions using the service."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for vLLM."""
+    version: str | None = None
+    """Fingerprint of what it serves (the merge's or the adapter's), to notice a newer one."""
 
     def live_holders(self) -> list[Holder]:
         """Holders whose processes still run."""

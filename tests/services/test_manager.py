@@ -206,7 +206,7 @@ async def test_unknown_model_and_bad_name() -> None:
         await finetune_backend(settings(finetune_model="nope"), None).prepare()
     assert err.value.kind is ErrorKind.MODEL_NOT_FOUND
     assert "tiny" in str(err.value) and err.value.details["searched"]
-    with pytest.raises(SettingsError, match="invalid finetune_model = '../etc'"):
+    with pytest.raises(SettingsError, match=r"invalid finetune_model = '\.\./etc'"):
         settings(finetune_model="../etc")
 
 
@@ -259,3 +259,42 @@ async def test_vllm_backend_with_a_model_and_no_url_manages_a_base_model() -> No
 
 def entry_registry_dir() -> Path:
     return load_settings().sage_home / "run"
+
+
+def remerge(sage_home: Path, weights: bytes) -> None:
+    """Give the model an adapter with these weights and a merge record that matches it."""
+    from sage_lsp.services.merge import adapter_fingerprint
+
+    model = sage_home / "finetune_output" / MODEL
+    (model / "lora_weights").mkdir(exist_ok=True)
+    (model / "lora_weights" / "adapter_config.json").write_text('{"r": 8}')
+    (model / "lora_weights" / "adapter_model.safetensors").write_bytes(weights)
+    record = {"adapter": str(model / "lora_weights"),
+              "fingerprint": adapter_fingerprint(model / "lora_weights")}  # fmt: skip
+    (model / "merged_model" / "sage_merge.json").write_text(json.dumps(record))
+
+
+async def test_a_newer_merge_restarts_an_idle_service_and_warns_a_shared_one(
+    sage_home: Path,
+) -> None:
+    remerge(sage_home, b"v1")
+    config = settings(keep_alive_seconds=60)
+    first = finetune_backend(config, None)
+    await first.prepare()
+    assert first.handle and first.handle.entry
+    old_pid = first.handle.entry.pid
+    remerge(sage_home, b"v2")
+    seen: list[Progress] = []
+    shared = finetune_backend(config, seen.append)
+    await shared.prepare()
+    assert shared.handle and shared.handle.entry and shared.handle.entry.pid == old_pid
+    assert any("serves an older version" in p.detail for p in seen)
+    await shared.aclose()
+    await first.aclose()  # kept alive for 60 s, but nobody holds it now
+    fresh = finetune_backend(config, None)
+    await fresh.prepare()
+    assert fresh.handle and fresh.handle.entry and fresh.handle.entry.pid != old_pid
+    assert not is_alive(old_pid or 0)
+    manager = fresh.manager
+    await fresh.aclose()
+    assert manager.stop(MODEL)
