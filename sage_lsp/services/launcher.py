@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,12 @@ def vllm_command(
     if vllm.tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(vllm.tensor_parallel_size)]
     return command + list(vllm.extra_args)
+
+
+def new_api_key() -> str:
+    """A random key for one service. Hex, so it never starts with "-": vLLM's argument parser
+    would take ``--api-key -abc`` for a missing value (base64 keys did that 1 launch in 64)."""
+    return secrets.token_hex(24)
 
 
 def choose_port(requested: int, taken: set[int]) -> int:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.config import Settings
 from sage_lsp.processes import create_time, is_alive, stop_group
 from sage_lsp.services import probe
-from sage_lsp.services.launcher import choose_port, start_supervisor, vllm_command
+from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
 from sage_lsp.services.merge import (
     adapter_fingerprint,
     merge_needed,
@@ -250,7 +249,7 @@ class ServiceManager:
                 return ServiceHandle(name, served, url, self.settings.api_key, False, None)
             chosen = choose_port(port, taken)
             log_path = self.settings.paths.logs_dir / "services" / f"{name}-{chosen}.log"
-            api_key = secrets.token_urlsafe(24)
+            api_key = new_api_key()
             entry = ServiceEntry(
                 name=name,
                 served_model_name=served,

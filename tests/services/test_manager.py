@@ -298,3 +298,10 @@ async def test_a_newer_merge_restarts_an_idle_service_and_warns_a_shared_one(
     manager = fresh.manager
     await fresh.aclose()
     assert manager.stop(MODEL)
+
+
+def test_api_keys_never_look_like_flags() -> None:
+    from sage_lsp.services.launcher import new_api_key
+
+    keys = {new_api_key() for _ in range(500)}
+    assert len(keys) == 500 and all(key[0].isalnum() and len(key) >= 32 for key in keys)

@@ -464,3 +464,31 @@ def test_adapter_that_does_not_fit(tiny_model: FinetunedModel, vllm_python: Path
 def test_parent_side_never_imports_torch() -> None:
     """The main process imports this module but never torch, transformers or peft."""
     assert not {"torch", "transformers", "peft"} & set(sys.modules)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_sage_finetune_merge_command(tiny_model: FinetunedModel, vllm_python: Path) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "SAGE_HOME": str(tiny_model.path.parents[1]),
+           "SAGE_MERGE_PYTHON": str(vllm_python)}  # fmt: skip
+
+    def merge(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sage_lsp.cli", "finetune", "merge", tiny_model.name, *extra],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+
+    first = merge()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("merged ") and (tiny_model.merged_dir / MERGE_RECORD).is_file()
+    assert "[merging" in first.stderr
+    again = merge()
+    assert again.returncode == 0 and "is merged and up to date" in again.stdout
+    forced = merge("--force")
+    assert forced.returncode == 0 and forced.stdout.startswith("merged ")
+    listed = subprocess.run([sys.executable, "-m", "sage_lsp.cli", "finetune", "list"],
+                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert tiny_model.name in listed.stdout and "merged" in listed.stdout
