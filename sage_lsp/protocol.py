@@ -36,6 +36,11 @@ MODELS = "sage/models"
 """The finetuned models in the store; params ``{}``, result :class:`ModelsResult`."""
 SERVICES = "sage/services"
 """The live model services of the registry; params ``{}``, result :class:`ServicesResult`."""
+INDEX_LIST = "sage/index/list"
+"""The retrieval indexes; params ``{}``, result :class:`IndexListResult`."""
+INDEX_INGEST = "sage/index/ingest"
+"""Build or update an index from a folder; params :class:`IngestParams`, result
+:class:`IngestResult`; reports ``$/progress`` when the client sent a ``workDoneToken``."""
 
 # --- notifications (server -> client) --------------------------------------------------------
 CHAT_CHUNK = "sage/chatChunk"
@@ -52,6 +57,8 @@ METHODS: tuple[str, ...] = (
     BACKEND_STOP,
     MODELS,
     SERVICES,
+    INDEX_LIST,
+    INDEX_INGEST,
 )
 """The requests this server implements, as listed in ``capabilities.experimental.sage``."""
 
@@ -291,6 +298,68 @@ class ServicesResult:
     """Live services only."""
 
 
+@dataclass(frozen=True)
+class IndexInfo:
+    """One retrieval index."""
+
+    name: str
+    """Its name (``index`` in ``sage/chat``)."""
+    num_documents: int
+    """Documents in it."""
+    num_chunks: int
+    """Chunks in it."""
+    source_dir: str | None
+    """The folder it was last ingested from."""
+    updated_at: str | None
+    """When it was last ingested."""
+    path: str
+    """Its database file."""
+
+
+@dataclass(frozen=True)
+class IndexListResult:
+    """Result of ``sage/index/list``."""
+
+    indexes: list[IndexInfo]
+    """By name."""
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """Params of ``sage/index/ingest``."""
+
+    source: str
+    """The folder to read (``.md .markdown .mdx .rst .txt``)."""
+    index: str
+    """The index to build or update."""
+    chunk_size: int = 800
+    """Characters per chunk (at least 100)."""
+    chunk_overlap: int = 160
+    """Characters neighbouring chunks share."""
+    work_done_token: str | int | None = None
+    """Progress token: when given, ``$/progress`` reports files done."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Result of ``sage/index/ingest``."""
+
+    index: IndexInfo
+    """The index afterwards."""
+    added: int
+    """New documents."""
+    updated: int
+    """Changed documents read again."""
+    removed: int
+    """Documents no longer in the folder."""
+    unchanged: int
+    """Documents skipped because they did not change."""
+    skipped: int
+    """Binary files skipped."""
+    seconds: float
+    """How long it took."""
+
+
 # --- wire conversion -------------------------------------------------------------------------
 
 
@@ -336,7 +405,13 @@ def _check(kind: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         inner = [option for option in options if option is not type(None)]
-        return _check(inner[0], value, where)
+        for option in inner:
+            try:
+                return _check(option, value, where)
+            except InvalidParams:
+                continue
+        kinds = " or ".join(_describe(option) for option in inner)
+        raise InvalidParams(f"{where} must be {kinds}, not {type(value).__name__}")
     if origin is dict:
         if not isinstance(value, dict):
             raise InvalidParams(f"{where} must be an object")

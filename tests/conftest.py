@@ -15,12 +15,14 @@ SAGE_ENV_VARS = (*(var for spec in SPECS for var in spec.env), "OPENAI_API_KEY")
 
 @pytest.fixture(autouse=True)
 def sage_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own SAGE_HOME and no SAGE settings from the developer's environment."""
+    """Every test gets its own SAGE_HOME, no SAGE settings from the developer's environment, and
+    retrieval off unless it asks for an index."""
     for var in SAGE_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "sage-home"
     home.mkdir()
     monkeypatch.setenv("SAGE_HOME", str(home))
+    monkeypatch.setenv("SAGE_INDEX", "none")  # retrieval only where a test asks for it
     return home
 
 

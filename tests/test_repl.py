@@ -127,3 +127,13 @@ def test_backend_failure_in_the_repl_is_reported_and_the_repl_goes_on(
     openai_server.reply = Reply(tokens=["fine"])
     ask(child, "hello again", "fine")
     child.close(force=True)
+
+
+def test_sources_after_an_answer_and_on_request() -> None:
+    child = spawn("--index", "docs-public")
+    ask(child, "how does the supervisor stop vLLM?", "sources: [1] ")
+    out = ask(child, "/sources", "score")
+    assert "[1] Model services" in out
+    ask(child, "thanks!", "You said")
+    ask(child, "/sources", "The last answer had no sources.")
+    child.close(force=True)

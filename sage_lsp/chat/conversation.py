@@ -38,13 +38,15 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     """Past turns, oldest first."""
 
-    def messages_for(self, user_text: str) -> tuple[Message, ...]:
+    def messages_for(self, user_text: str, context: str | None = None) -> tuple[Message, ...]:
         """The messages for a new question: system, as many recent turns as fit, the question.
 
-        The system prompt and the question always go; past turns are added newest first while
-        they fit in :attr:`history_tokens`, so the oldest turns are trimmed first.
+        The system prompt (followed by ``context``, the retrieved passages of this turn) and the
+        question always go; past turns are added newest first while they fit in
+        :attr:`history_tokens`, so the oldest turns are trimmed first.
         """
-        budget = self.history_tokens - estimate_tokens(self.system_prompt)
+        system = f"{self.system_prompt}\n\n{context}" if context else self.system_prompt
+        budget = self.history_tokens - estimate_tokens(system)
         budget -= estimate_tokens(user_text)
         kept: list[Message] = []
         for turn in reversed(self.turns):
@@ -56,7 +58,7 @@ class Conversation:
             if turn.assistant:
                 pair.append(Message("assistant", turn.assistant))
             kept[:0] = pair
-        return (Message("system", self.system_prompt), *kept, Message("user", user_text))
+        return (Message("system", system), *kept, Message("user", user_text))
 
     def history(self) -> list[Message]:
         """Every message of the conversation so far, without the system prompt."""

@@ -18,6 +18,7 @@ from sage_lsp.backends.base import (
     Usage,
 )
 from sage_lsp.chat.conversation import Conversation, Turn
+from sage_lsp.rag.retrieve import context_block
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ class ChatEngine:
         stream breaks, the partial answer stays in the history (marked incomplete) and the
         exception propagates; a turn that failed before any text arrived is removed again.
         """
+        context = context_block(passages) if passages else None
         request = ChatRequest(
-            messages=conversation.messages_for(user_text),
+            messages=conversation.messages_for(user_text, context),
             passages=tuple(passages),
             max_tokens=self.max_tokens,
         )

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
+from sage_lsp.cli.chat import chat_app
 from sage_lsp.cli.finetune import finetune_app
-from sage_lsp.cli.runner import run_chat
 from sage_lsp.cli.services import services_app
-from sage_lsp.config import BACKENDS
 
 app = typer.Typer(
     name="sage",
@@ -20,6 +19,7 @@ app = typer.Typer(
 )
 
 
+app.add_typer(chat_app, name="chat")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(services_app, name="services")
 
@@ -27,44 +27,6 @@ app.add_typer(services_app, name="services")
 @app.callback()
 def root() -> None:
     """Chat with your own finetuned code model from the terminal and the editor."""
-
-
-@app.command("chat")
-def chat(
-    backend: Annotated[
-        str | None, typer.Option(help=f"Backend: {' | '.join(BACKENDS)} (default mock).")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name to ask for.")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1.")
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option(help="API key (default from SAGE_CHAT_API_KEY).")
-    ] = None,
-    finetune_model: Annotated[
-        str | None, typer.Option(help="Finetuned model name (default sage_code_expert).")
-    ] = None,
-    finetune_port: Annotated[
-        int | None, typer.Option(help="Port for the finetuned model's server (default 8000).")
-    ] = None,
-    ask: Annotated[
-        str | None, typer.Option("--ask", "-q", help="Answer this one question and exit.")
-    ] = None,
-    no_stream: Annotated[
-        bool, typer.Option("--no-stream", help="Print the answer when it is complete.")
-    ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
-) -> None:
-    """Chat with a model: a REPL, or one answer with --ask or a question on stdin."""
-    overrides = {
-        "backend": backend,
-        "model": model,
-        "base_url": base_url,
-        "api_key": api_key,
-        "finetune_model": finetune_model,
-        "finetune_port": finetune_port,
-    }
-    run_chat(overrides, ask, not no_stream, debug)
 
 
 @app.command("lsp")

@@ -11,10 +11,12 @@ from typing import TextIO
 from rich.console import Console
 from rich.markup import escape
 
-from sage_lsp.backends.base import Backend
+from sage_lsp.backends.base import Backend, Passage
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine, TurnResult
 from sage_lsp.config import Settings
+from sage_lsp.rag.chunking import slug
+from sage_lsp.rag.retrieve import retrieve
 
 EXIT_WORDS = frozenset({"exit", "quit", "q", "/exit", "/quit"})
 HELP_WORDS = frozenset({"help", "?", "/help"})
@@ -26,6 +28,7 @@ Ctrl-C stops an answer, Ctrl-D (or exit, quit, q) leaves.
   /help       this help (also: help, ?)
   /reset      start a new conversation
   /history    show the conversation so far
+  /sources    show the passages the last answer could cite
   /backend    show the backend and model in use
   /exit       leave (also: exit, quit, q)"""
 
@@ -40,6 +43,7 @@ class ChatSession:
         self.out = out or sys.stdout
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.conversation = self._new_conversation()
+        self.sources: list[Passage] = []
 
     def _new_conversation(self) -> Conversation:
         return Conversation(self.settings.system_prompt, self.settings.history_tokens)
@@ -49,9 +53,14 @@ class ChatSession:
         self.out.flush()
 
     async def ask(self, question: str, stream: bool = True) -> TurnResult:
-        """Answer one question, streaming the answer to the output (or printing it at the end)."""
+        """Answer one question, streaming the answer to the output (or printing it at the end),
+        then list the sources it could cite."""
+        settings = self.settings
+        self.sources = await asyncio.to_thread(
+            retrieve, settings.sage_home, settings.index, question, settings.top_k
+        )
         result = await self.engine.run_turn(
-            self.conversation, question, self._write if stream else None
+            self.conversation, question, self._write if stream else None, self.sources
         )
         if not stream:
             self._write(result.text)
@@ -59,6 +68,9 @@ class ChatSession:
             self._write("\n")
         if result.finish_reason == "length":
             self._write("[the answer was cut off at the token limit]\n")
+        if self.sources:
+            cited = "; ".join(f"[{p.n}] {_link(p)}" for p in self.sources)
+            self._write(f"sources: {cited}\n")
         return result
 
     def handle_command(self, line: str) -> bool:
@@ -74,11 +86,23 @@ class ChatSession:
             self.console.print("[dim]New conversation.[/dim]")
         elif lowered == "/history":
             self._show_history()
+        elif lowered == "/sources":
+            self._show_sources()
         elif lowered == "/backend":
             self.console.print(escape(self.backend.describe()))
         else:
             self.console.print(f"unknown command {escape(word)} — type /help for the commands")
         return True
+
+    def _show_sources(self) -> None:
+        if not self.sources:
+            self.console.print("[dim]The last answer had no sources.[/dim]")
+        for p in self.sources:
+            where = f"{p.title} — {p.heading}" if p.heading else p.title
+            self.console.print(
+                f"[bold][{p.n}][/bold] {escape(where)}  [dim]{escape(p.path)}  "
+                f"score {p.score:.2f}[/dim]"
+            )
 
     def _show_history(self) -> None:
         messages = self.conversation.history()
@@ -131,3 +155,10 @@ class ChatSession:
                     break
                 continue
             await self.answer_interruptibly(line, on_error)
+
+
+def _link(passage: Passage) -> str:
+    """``path#anchor`` of a passage's section."""
+    if not passage.heading:
+        return passage.path
+    return f"{passage.path}#{slug(passage.heading.rsplit(' > ', 1)[-1])}"

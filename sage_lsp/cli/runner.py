@@ -15,6 +15,7 @@ from sage_lsp.backends.factory import create_backend
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.repl import ChatSession
 from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.rag.index import RetrievalError
 from sage_lsp.services.store import InvalidModelName
 
 EXIT_FAILURE = 1
@@ -89,7 +90,7 @@ def run_chat(overrides: Mapping[str, object], ask: str | None, stream: bool, deb
             asyncio.run(_interactive(session, debug))
     except BackendError as exc:
         raise fail(str(exc), error_code(exc), debug) from None
-    except InvalidModelName as exc:
+    except (InvalidModelName, RetrievalError) as exc:
         raise fail(str(exc), EXIT_USAGE, debug) from None
     except KeyboardInterrupt:
         raise fail("stopped", EXIT_INTERRUPTED, debug) from None

@@ -20,6 +20,7 @@ from sage_lsp.server.backend_handlers import BackendHandlers
 from sage_lsp.server.chat_handlers import ChatHandlers
 from sage_lsp.server.config_handlers import ConfigHandlers
 from sage_lsp.server.editor_watch import ProcessWatch
+from sage_lsp.server.index_handlers import IndexHandlers
 from sage_lsp.server.logs import EditorLogHandler
 from sage_lsp.server.service_handlers import ServiceHandlers
 from sage_lsp.server.session import Session
@@ -125,6 +126,7 @@ class SageServer(LanguageServer):
         ChatHandlers(self).register()
         BackendHandlers(self).register()
         ServiceHandlers(self).register()
+        IndexHandlers(self).register()
         self.route(types.SHUTDOWN, self._on_shutdown)
 
     def route(self, method: str, handler: Callable[[Any], Any]) -> None:

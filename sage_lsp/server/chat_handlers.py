@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sage_lsp import protocol
@@ -9,6 +10,8 @@ from sage_lsp.backends.base import BackendError
 from sage_lsp.backends.factory import create_backend
 from sage_lsp.chat.engine import ChatEngine
 from sage_lsp.config import SettingsError, apply
+from sage_lsp.rag.index import RetrievalError
+from sage_lsp.rag.retrieve import retrieve
 from sage_lsp.server.errors import invalid_params, rpc_error
 from sage_lsp.server.relay import ChunkRelay
 
@@ -53,6 +56,13 @@ class ChatHandlers:
                 len(conversation.turns) + 1,
             )
             own = session.needs_own_backend(settings)
+            index = p.index if "index" in (params or {}) else settings.index
+            try:
+                passages = await asyncio.to_thread(
+                    retrieve, settings.sage_home, index, p.message, p.top_k or settings.top_k
+                )
+            except RetrievalError as exc:
+                raise invalid_params(exc, protocol.CHAT) from None
             try:
                 backend = create_backend(settings) if own else await session.backend()
                 try:
@@ -60,7 +70,7 @@ class ChatHandlers:
                         await backend.prepare()
                     engine = ChatEngine(backend, max_tokens=settings.max_tokens)
                     result = await engine.run_turn(
-                        conversation, p.message, relay.push if p.stream else None
+                        conversation, p.message, relay.push if p.stream else None, passages
                     )
                 finally:
                     relay.flush()

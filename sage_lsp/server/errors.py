@@ -8,7 +8,6 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError, ErrorKind
-from sage_lsp.config import SettingsError
 from sage_lsp.services.merge import MergeError
 
 
@@ -37,7 +36,7 @@ def rpc_error(exc: BackendError) -> JsonRpcException:
     )
 
 
-def invalid_params(exc: protocol.InvalidParams | SettingsError, method: str) -> JsonRpcException:
+def invalid_params(exc: Exception, method: str) -> JsonRpcException:
     """-32602 with the message naming the field."""
     return JsonRpcInvalidParams(f"invalid params for {method}: {exc}")
 

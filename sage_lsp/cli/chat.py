@@ -1,0 +1,111 @@
+"""``sage chat``: the REPL and one-shot answers, and ``sage chat ingest`` / ``sage chat show``
+for the retrieval indexes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sage_lsp.cli.runner import EXIT_USAGE, fail, run_chat
+from sage_lsp.config import BACKENDS, SettingsError, load_settings
+from sage_lsp.rag.index import DocIndex, RetrievalError
+from sage_lsp.rag.retrieve import DEFAULT_INDEX, open_index
+
+chat_app = typer.Typer(help="Chat with a model; ingest and show retrieval indexes.")
+
+
+@chat_app.callback(invoke_without_command=True)
+def chat(
+    ctx: typer.Context,
+    backend: Annotated[
+        str | None, typer.Option(help=f"Backend: {' | '.join(BACKENDS)} (default mock).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name to ask for.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key (default from SAGE_CHAT_API_KEY).")
+    ] = None,
+    finetune_model: Annotated[
+        str | None, typer.Option(help="Finetuned model name (default sage_code_expert).")
+    ] = None,
+    finetune_port: Annotated[
+        int | None, typer.Option(help="Port for the finetuned model's server (default 8000).")
+    ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option("--index", "-i", help="Retrieval index (default docs-public; none: off)."),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", help="Passages per question (1..20).")
+    ] = None,
+    ask: Annotated[
+        str | None, typer.Option("--ask", "-q", help="Answer this one question and exit.")
+    ] = None,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Print the answer when it is complete.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+) -> None:
+    """Chat with a model: a REPL, or one answer with --ask or a question on stdin."""
+    if ctx.invoked_subcommand is not None:
+        return
+    overrides = {
+        "backend": backend,
+        "model": model,
+        "base_url": base_url,
+        "api_key": api_key,
+        "finetune_model": finetune_model,
+        "finetune_port": finetune_port,
+        "index": index,
+        "top_k": top_k,
+    }
+    run_chat(overrides, ask, not no_stream, debug)
+
+
+@chat_app.command("ingest")
+def ingest(
+    source: Annotated[Path, typer.Option(help="Folder of .md .markdown .mdx .rst .txt files.")],
+    index: Annotated[str, typer.Option(help="Index name.")] = DEFAULT_INDEX,
+    chunk_size: Annotated[int, typer.Option(help="Characters per chunk.")] = 800,
+    chunk_overlap: Annotated[int, typer.Option(help="Characters shared by neighbours.")] = 160,
+    max_files: Annotated[int | None, typer.Option(help="Read at most this many files.")] = None,
+) -> None:
+    """Build or update an index from a folder of docs (only changed files are read again)."""
+    from rich.progress import Progress
+
+    try:
+        target = DocIndex(load_settings().sage_home, index)
+        with Progress(transient=True) as bar:
+            task = bar.add_task("ingesting", total=None)
+
+            def show(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, total=total, description=name[-40:])
+
+            report = target.ingest(source, chunk_size, chunk_overlap, max_files, show)
+    except (SettingsError, RetrievalError) as exc:
+        raise fail(str(exc), EXIT_USAGE, False) from None
+    documents, chunks = target.counts()
+    r = report
+    print(
+        f"{target.name}: {r.added} added, {r.updated} updated, {r.removed} removed, "
+        f"{r.unchanged} unchanged, {r.skipped} skipped (binary) in {r.seconds:.1f} s — "
+        f"{documents} documents, {chunks} chunks in {target.db_path}"
+    )
+
+
+@chat_app.command("show")
+def show(
+    index: Annotated[str, typer.Option(help="Index name.")] = DEFAULT_INDEX,
+) -> None:
+    """Print an index's manifest."""
+    try:
+        target = open_index(load_settings().sage_home, index)
+        target.counts()
+    except (SettingsError, RetrievalError) as exc:
+        raise fail(str(exc), EXIT_USAGE, False) from None
+    print(json.dumps(target.manifest(), indent=2, ensure_ascii=False))

@@ -1,0 +1,369 @@
+"""A retrieval index: one SQLite database per index with full-text search (FTS5, BM25 ranking).
+
+``$SAGE_HOME/cache/chat/<name>.sqlite`` holds the documents (path, hash, title), their chunks
+and an FTS5 table over chunk text, title and heading. Chinese, Japanese and Korean text is also
+indexed as character bigrams (FTS5's tokenizer would keep a whole run of CJK characters as one
+token, so ``默认`` would not find ``默认为``). ``<name>.manifest.json`` beside it carries SAGE's
+manifest fields. Re-ingesting a folder re-processes only changed files and drops deleted ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sage_lsp.config import model_name
+from sage_lsp.rag.chunking import SUFFIXES, chunk_document
+
+SCHEMA_VERSION = 1
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "use",
+        "used",
+        "using",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+"""English words too common to help a query (they would only add noise to BM25)."""
+
+Progress = Callable[[int, int, str], None]
+"""``(files done, files in all, current file)``."""
+
+
+class RetrievalError(Exception):
+    """An index that is missing or cannot be read; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk found by a search."""
+
+    doc_path: str
+    """Document path, relative to the ingested folder."""
+    title: str
+    """Document title."""
+    heading: str
+    """Section heading path."""
+    anchor: str
+    """Section anchor."""
+    text: str
+    """The chunk."""
+    score: float
+    """BM25 relevance (higher is better)."""
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+
+def cjk_bigrams(text: str) -> str:
+    """Every pair of neighbouring CJK characters (a lone character stays itself)."""
+    grams: list[str] = []
+    for run in _CJK.findall(text):
+        grams += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+    return " ".join(grams)
+
+
+def match_query(query: str) -> str | None:
+    """An FTS5 query that matches any of the query's words or CJK bigrams; None if none."""
+    terms: list[str] = []
+    for word in _WORD.findall(_CJK.sub(" ", query).lower()):
+        if word not in STOPWORDS and word not in terms:
+            terms.append(word)
+    terms += [g for g in cjk_bigrams(query).split() if g not in terms]
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def index_dir(sage_home: Path) -> Path:
+    """Where indexes live."""
+    return sage_home / "cache" / "chat"
+
+
+class DocIndex:
+    """One index: its database and manifest."""
+
+    def __init__(self, sage_home: Path, name: str) -> None:
+        try:
+            self.name = model_name(name)
+        except ValueError as exc:
+            raise RetrievalError(f"invalid index name {name!r}: {exc}") from None
+        self.db_path = index_dir(sage_home) / f"{self.name}.sqlite"
+        self.manifest_path = index_dir(sage_home) / f"{self.name}.manifest.json"
+
+    def exists(self) -> bool:
+        """Whether the index has been built."""
+        return self.db_path.is_file()
+
+    @contextlib.contextmanager
+    def connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; a damaged or missing database is a clear :class:`RetrievalError`."""
+        if not create and not self.exists():
+            raise RetrievalError(
+                f"there is no index {self.name!r} (looked for {self.db_path}); build it with "
+                f"`sage chat ingest --source DIR --index {self.name}`"
+            )
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 60000")
+            db.execute("PRAGMA journal_mode = WAL")
+            if create:
+                self._create(db)
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise RetrievalError(
+                f"the index {self.name!r} at {self.db_path} cannot be read ({exc}); move the "
+                f"file away and rebuild it with `sage chat ingest --source DIR --index {self.name}`"
+            ) from None
+        finally:
+            db.close()
+
+    @staticmethod
+    def _create(db: sqlite3.Connection) -> None:
+        db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE IF NOT EXISTS documents(
+                path TEXT PRIMARY KEY, sha256 TEXT, size INTEGER, title TEXT);
+            CREATE TABLE IF NOT EXISTS chunks(
+                id INTEGER PRIMARY KEY, doc_path TEXT, n INTEGER, title TEXT, heading TEXT,
+                anchor TEXT, start INTEGER, text TEXT);
+            CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_path);
+            CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+                text, title, heading, cjk, tokenize = 'unicode61 remove_diacritics 2');
+            """
+        )
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    # --- ingest ------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: Path,
+        chunk_size: int = 800,
+        chunk_overlap: int = 160,
+        max_files: int | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Bring the index up to date with ``source``: new and changed files are (re)chunked,
+        unchanged ones kept, deleted ones dropped."""
+        if not source.is_dir():
+            raise RetrievalError(f"{source} is not a folder")
+        if chunk_size < 100 or not 0 <= chunk_overlap < chunk_size:
+            raise RetrievalError("chunk size must be at least 100 and the overlap smaller than it")
+        started = time.monotonic()
+        files = sorted(
+            p for p in source.rglob("*")
+            if p.is_file() and p.suffix.lower() in SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )[:max_files]  # fmt: skip
+        report = IngestReport()
+        with self.connect(create=True) as db:
+            known = dict(db.execute("SELECT path, sha256 FROM documents").fetchall())
+            seen: set[str] = set()
+            for done, path in enumerate(files, 1):
+                rel = path.relative_to(source).as_posix()
+                seen.add(rel)
+                if progress is not None:
+                    progress(done, len(files), rel)
+                data = path.read_bytes()
+                report.bytes_read += len(data)
+                digest = hashlib.sha256(data).hexdigest()
+                if known.get(rel) == digest:
+                    report.unchanged += 1
+                    continue
+                text = _decode(data)
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._drop(db, rel)
+                    if text is None:
+                        report.skipped += 1  # binary: remembered, so it is not read again
+                        chunks = []
+                    else:
+                        chunks = chunk_document(rel, text, chunk_size, chunk_overlap)
+                    title = chunks[0].title if chunks else path.stem
+                    db.execute(
+                        "INSERT INTO documents VALUES (?, ?, ?, ?)", (rel, digest, len(data), title)
+                    )
+                    for c in chunks:
+                        cursor = db.execute(
+                            "INSERT INTO chunks(doc_path, n, title, heading, anchor, start, text)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (c.doc_path, c.n, c.title, c.heading, c.anchor, c.start, c.text),
+                        )
+                        db.execute(
+                            "INSERT INTO chunks_fts(rowid, text, title, heading, cjk)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (cursor.lastrowid, c.text, c.title, c.heading,
+                             cjk_bigrams(f"{c.title} {c.heading} {c.text}")),
+                        )  # fmt: skip
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                report.chunks += len(chunks)
+                if rel in known:
+                    report.updated += 1
+                elif text is not None:
+                    report.added += 1
+            gone = [rel for rel in known if rel not in seen]
+            if max_files is None and gone:
+                db.execute("BEGIN IMMEDIATE")
+                for rel in gone:
+                    self._drop(db, rel)
+                db.execute("COMMIT")
+                report.removed = len(gone)
+            documents, chunks_total = self._counts(db)
+        report.seconds = time.monotonic() - started
+        self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
+        return report
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, rel: str) -> None:
+        ids = [row[0] for row in db.execute("SELECT id FROM chunks WHERE doc_path = ?", (rel,))]
+        db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        db.execute("DELETE FROM chunks WHERE doc_path = ?", (rel,))
+        db.execute("DELETE FROM documents WHERE path = ?", (rel,))
+
+    @staticmethod
+    def _counts(db: sqlite3.Connection) -> tuple[int, int]:
+        documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return int(documents), int(chunks)
+
+    def _write_manifest(
+        self, source: Path, chunk_size: int, chunk_overlap: int, documents: int, chunks: int
+    ) -> None:
+        old = self.manifest()
+        manifest = {
+            "index_name": self.name,
+            "db_path": str(self.db_path),
+            "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source_dir": str(source.resolve()),
+            "embedding": {"method": "bm25", "params": {"engine": "sqlite-fts5", "cjk": "bigram"}},
+            "chunk_size": chunk_size,
+            "chunk_overlap": chunk_overlap,
+            "num_documents": documents,
+            "num_chunks": chunks,
+        }
+        temporary = self.manifest_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        temporary.replace(self.manifest_path)
+
+    def manifest(self) -> dict[str, object]:
+        """The manifest, or ``{}`` if there is none."""
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # --- search ------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 4) -> list[Hit]:
+        """The ``k`` chunks that match ``query`` best (BM25; titles and headings weigh more)."""
+        expression = match_query(query)
+        with self.connect() as db:
+            if expression is None:
+                return []
+            rows = db.execute(
+                "SELECT c.doc_path, c.title, c.heading, c.anchor, c.text,"
+                " bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0) AS score"
+                " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
+                (expression, k),
+            ).fetchall()
+        return [Hit(p, t, h, a, text, -score) for p, t, h, a, text, score in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """``(documents, chunks)``."""
+        with self.connect() as db:
+            return self._counts(db)
+
+
+def _decode(data: bytes) -> str | None:
+    """The file's text, or None for binary data."""
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def list_indexes(sage_home: Path) -> list[DocIndex]:
+    """Every index under ``$SAGE_HOME/cache/chat``."""
+    folder = index_dir(sage_home)
+    if not folder.is_dir():
+        return []
+    return [DocIndex(sage_home, p.stem) for p in sorted(folder.glob("*.sqlite"))]

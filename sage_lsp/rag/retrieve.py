@@ -1,0 +1,71 @@
+"""Passages for a question: skip small talk, open (or build) the index, search, number the hits.
+
+The default index ``docs-public`` is built from sage-lsp's own documentation, shipped in the
+package, the first time it is needed and the user has none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from sage_lsp.backends.base import Passage
+from sage_lsp.rag.index import DocIndex, RetrievalError
+
+DEFAULT_INDEX = "docs-public"
+"""Built from the package's docs on first use."""
+
+_SMALL_TALK = re.compile(
+    r"^\s*(hi|hello|hey|yo|thanks?|thank you|thx|ok(ay)?|cool|great|bye|goodbye|good "
+    r"(morning|afternoon|evening|night)|how are you|who are you"
+    r"|你好|您好|谢谢|多谢|再见|嗨|早上好|晚安)"
+    "[\\s!.?,~\u3002\uff01\uff1f\uff0c]*$",  # also CJK punctuation
+    re.IGNORECASE,
+)
+
+
+def is_small_talk(text: str) -> bool:
+    """Greetings and thanks, which need no retrieval."""
+    return bool(_SMALL_TALK.match(text))
+
+
+def packaged_docs() -> Path:
+    """The documentation folder shipped inside the package."""
+    return Path(str(resources.files("sage_lsp") / "docs"))
+
+
+def open_index(sage_home: Path, name: str) -> DocIndex:
+    """The index ``name``; ``docs-public`` is built from the package's docs if missing."""
+    index = DocIndex(sage_home, name)
+    if not index.exists() and name == DEFAULT_INDEX:
+        docs = packaged_docs()
+        if not docs.is_dir():
+            raise RetrievalError(f"the package's docs are missing ({docs}); reinstall sage-lsp")
+        index.ingest(docs)
+    return index
+
+
+def retrieve(sage_home: Path, name: str | None, question: str, k: int) -> list[Passage]:
+    """The ``k`` best passages for ``question`` from index ``name`` (none for small talk or
+    when retrieval is off), numbered from 1."""
+    if name is None or is_small_talk(question):
+        return []
+    hits = open_index(sage_home, name).search(question, k)
+    return [
+        Passage(n, h.title, h.doc_path, h.heading, h.text, round(h.score, 4))
+        for n, h in enumerate(hits, 1)
+    ]
+
+
+def context_block(passages: Sequence[Passage]) -> str:
+    """The passages as the prompt shows them, with the instruction to cite them."""
+    parts = [
+        "Answer from the retrieved context below when it is relevant, and cite the passages "
+        "you use as [n]. If the context does not answer the question, say so."
+    ]
+    for p in passages:
+        where = f"{p.title} — {p.heading}" if p.heading else p.title
+        parts.append(f"[{p.n}] {where} ({p.path})\n{p.text}")
+    return "\n\n".join(parts)
