@@ -92,6 +92,13 @@ class Settings:
     """How long to wait for the model to answer (per read of the stream)."""
     merge_python: str | None = None
     """The Python that merges LoRA adapters; ``None`` means ``vllm.python``."""
+    embeddings: str = "none"
+    """Dense retrieval: ``none``, ``endpoint`` (OpenAI-compatible /v1/embeddings) or ``local``
+    (an installed sentence-transformers model)."""
+    embedding_model: str | None = None
+    """The embedding model's name (endpoint) or folder/cached name (local)."""
+    embedding_base_url: str | None = None
+    """The embeddings endpoint; ``None`` means ``base_url``."""
     log_level: str = "warning"
     """Lowest level of the language server's log lines also sent to the editor."""
     vllm: VllmSettings = field(default_factory=VllmSettings)
@@ -274,6 +281,11 @@ SPECS: tuple[SettingSpec, ...] = (
         ("SAGE_REQUEST_TIMEOUT_SECONDS",),
     ),
     SettingSpec("merge_python", "mergePython", _optional_text, ("SAGE_MERGE_PYTHON",)),
+    SettingSpec(
+        "embeddings", "embeddings", _choice(("none", "endpoint", "local")), ("SAGE_EMBEDDINGS",)
+    ),
+    SettingSpec("embedding_model", "embeddingModel", _optional_text, ("SAGE_EMBEDDING_MODEL",)),
+    SettingSpec("embedding_base_url", "embeddingBaseUrl", _url, ("SAGE_EMBEDDING_BASE_URL",)),
     SettingSpec("log_level", "logLevel", _choice(LOG_LEVELS), ("SAGE_LOG_LEVEL",)),
     SettingSpec("vllm.python", "vllm.python", _optional_text, ("SAGE_VLLM_PYTHON",)),
     SettingSpec("vllm.extra_args", "vllm.extraArgs", _arguments, ("SAGE_VLLM_ARGS",)),

@@ -12,7 +12,7 @@ import typer
 from sage_lsp.cli.runner import EXIT_USAGE, fail, run_chat
 from sage_lsp.config import BACKENDS, SettingsError, load_settings
 from sage_lsp.rag.index import DocIndex, RetrievalError
-from sage_lsp.rag.retrieve import DEFAULT_INDEX, open_index
+from sage_lsp.rag.retrieve import DEFAULT_INDEX, embedder_for, open_index
 
 chat_app = typer.Typer(help="Chat with a model; ingest and show retrieval indexes.")
 
@@ -79,7 +79,8 @@ def ingest(
     from rich.progress import Progress
 
     try:
-        target = DocIndex(load_settings().sage_home, index)
+        settings = load_settings()
+        target = DocIndex(settings.sage_home, index, embedder_for(settings))
         with Progress(transient=True) as bar:
             task = bar.add_task("ingesting", total=None)
 
@@ -104,7 +105,7 @@ def show(
 ) -> None:
     """Print an index's manifest."""
     try:
-        target = open_index(load_settings().sage_home, index)
+        target = open_index(load_settings(), index)
         target.counts()
     except (SettingsError, RetrievalError) as exc:
         raise fail(str(exc), EXIT_USAGE, False) from None

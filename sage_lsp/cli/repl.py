@@ -57,7 +57,7 @@ class ChatSession:
         then list the sources it could cite."""
         settings = self.settings
         self.sources = await asyncio.to_thread(
-            retrieve, settings.sage_home, settings.index, question, settings.top_k
+            retrieve, settings, settings.index, question, settings.top_k
         )
         result = await self.engine.run_turn(
             self.conversation, question, self._write if stream else None, self.sources

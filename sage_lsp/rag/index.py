@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sage_lsp.config import model_name
+from sage_lsp.rag import dense
 from sage_lsp.rag.chunking import SUFFIXES, chunk_document
+from sage_lsp.rag.dense import Embedder
 
 SCHEMA_VERSION = 1
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
@@ -151,7 +153,9 @@ def index_dir(sage_home: Path) -> Path:
 class DocIndex:
     """One index: its database and manifest."""
 
-    def __init__(self, sage_home: Path, name: str) -> None:
+    def __init__(self, sage_home: Path, name: str, embedder: Embedder | None = None) -> None:
+        self.embedder = embedder
+        """Dense retrieval, when configured: vectors are made at ingest and fused at search."""
         try:
             self.name = model_name(name)
         except ValueError as exc:
@@ -203,6 +207,7 @@ class DocIndex:
             """
         )
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        dense.create_tables(db)
 
     # --- ingest ------------------------------------------------------------------------------
 
@@ -251,6 +256,7 @@ class DocIndex:
                     else:
                         chunks = chunk_document(rel, text, chunk_size, chunk_overlap)
                     title = chunks[0].title if chunks else path.stem
+                    new_ids: list[int] = []
                     db.execute(
                         "INSERT INTO documents VALUES (?, ?, ?, ?)", (rel, digest, len(data), title)
                     )
@@ -266,7 +272,13 @@ class DocIndex:
                             (cursor.lastrowid, c.text, c.title, c.heading,
                              cjk_bigrams(f"{c.title} {c.heading} {c.text}")),
                         )  # fmt: skip
+                        new_ids.append(int(cursor.lastrowid or 0))
+                    if self.embedder is not None:
+                        dense.store(db, self.embedder, new_ids, [c.text for c in chunks])
                     db.execute("COMMIT")
+                except dense.EmbeddingError as exc:
+                    db.execute("ROLLBACK")
+                    raise RetrievalError(str(exc)) from None
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
@@ -282,15 +294,36 @@ class DocIndex:
                     self._drop(db, rel)
                 db.execute("COMMIT")
                 report.removed = len(gone)
+            self._embed_missing(db)
             documents, chunks_total = self._counts(db)
         report.seconds = time.monotonic() - started
         self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
         return report
 
+    def _embed_missing(self, db: sqlite3.Connection) -> None:
+        """Vectors for chunks that have none from this model (an index built before)."""
+        if self.embedder is None:
+            return
+        rows = db.execute(
+            "SELECT id, text FROM chunks WHERE id NOT IN"
+            " (SELECT chunk_id FROM vectors WHERE model = ?)",
+            (self.embedder.model,),
+        ).fetchall()
+        for start in range(0, len(rows), 512):
+            batch = rows[start : start + 512]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                dense.store(db, self.embedder, [r[0] for r in batch], [r[1] for r in batch])
+                db.execute("COMMIT")
+            except dense.EmbeddingError as exc:
+                db.execute("ROLLBACK")
+                raise RetrievalError(str(exc)) from None
+
     @staticmethod
     def _drop(db: sqlite3.Connection, rel: str) -> None:
         ids = [row[0] for row in db.execute("SELECT id FROM chunks WHERE doc_path = ?", (rel,))]
         db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        db.executemany("DELETE FROM vectors WHERE chunk_id = ?", [(i,) for i in ids])
         db.execute("DELETE FROM chunks WHERE doc_path = ?", (rel,))
         db.execute("DELETE FROM documents WHERE path = ?", (rel,))
 
@@ -331,19 +364,41 @@ class DocIndex:
     # --- search ------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 4) -> list[Hit]:
-        """The ``k`` chunks that match ``query`` best (BM25; titles and headings weigh more)."""
+        """The ``k`` chunks that match ``query`` best: BM25 (titles and headings weigh more),
+        fused with dense similarity by reciprocal rank fusion when an embedder is set."""
         expression = match_query(query)
         with self.connect() as db:
-            if expression is None:
+            if expression is None and self.embedder is None:
                 return []
-            rows = db.execute(
-                "SELECT c.doc_path, c.title, c.heading, c.anchor, c.text,"
-                " bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0) AS score"
-                " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
-                " WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
-                (expression, k),
-            ).fetchall()
-        return [Hit(p, t, h, a, text, -score) for p, t, h, a, text, score in rows]
+            pool = k if self.embedder is None else max(4 * k, 20)
+            bm25 = (
+                db.execute(
+                    "SELECT rowid, -bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0) FROM chunks_fts"
+                    " WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0)"
+                    " LIMIT ?",
+                    (expression, pool),
+                ).fetchall()
+                if expression is not None
+                else []
+            )
+            scores = {int(rowid): float(score) for rowid, score in bm25}
+            order = list(scores)
+            if self.embedder is not None:
+                try:
+                    nearest = dense.nearest(db, self.embedder, query, pool)
+                except dense.EmbeddingError as exc:
+                    raise RetrievalError(str(exc)) from None
+                fused = dense.fuse(order, nearest)
+                scores = {cid: 1.0 / (dense.RRF_K + rank) for rank, cid in enumerate(fused, 1)}
+                order = fused
+            hits = []
+            for chunk_id in order[:k]:
+                row = db.execute(
+                    "SELECT doc_path, title, heading, anchor, text FROM chunks WHERE id = ?",
+                    (chunk_id,),
+                ).fetchone()
+                hits.append(Hit(row[0], row[1], row[2], row[3], row[4], scores[chunk_id]))
+        return hits
 
     def counts(self) -> tuple[int, int]:
         """``(documents, chunks)``."""

@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 from sage_lsp.backends.base import Passage
+from sage_lsp.config import Settings
+from sage_lsp.rag.dense import Embedder, EmbeddingError, EndpointEmbedder, LocalEmbedder
 from sage_lsp.rag.index import DocIndex, RetrievalError
 
 DEFAULT_INDEX = "docs-public"
@@ -36,9 +38,27 @@ def packaged_docs() -> Path:
     return Path(str(resources.files("sage_lsp") / "docs"))
 
 
-def open_index(sage_home: Path, name: str) -> DocIndex:
-    """The index ``name``; ``docs-public`` is built from the package's docs if missing."""
-    index = DocIndex(sage_home, name)
+def embedder_for(settings: Settings) -> Embedder | None:
+    """The dense embedder the settings ask for (``None`` when ``embeddings`` is ``none``)."""
+    if settings.embeddings == "none":
+        return None
+    if not settings.embedding_model:
+        raise RetrievalError(f"embeddings = {settings.embeddings!r} needs embedding_model")
+    try:
+        if settings.embeddings == "local":
+            return LocalEmbedder(settings.embedding_model)
+        url = settings.embedding_base_url or settings.base_url
+        if not url:
+            raise RetrievalError("embeddings = 'endpoint' needs embedding_base_url (or base_url)")
+        return EndpointEmbedder(url, settings.embedding_model, settings.api_key)
+    except EmbeddingError as exc:
+        raise RetrievalError(str(exc)) from None
+
+
+def open_index(settings: Settings, name: str) -> DocIndex:
+    """The index ``name`` with the configured embedder; ``docs-public`` is built from the
+    package's docs if missing."""
+    index = DocIndex(settings.sage_home, name, embedder_for(settings))
     if not index.exists() and name == DEFAULT_INDEX:
         docs = packaged_docs()
         if not docs.is_dir():
@@ -47,12 +67,12 @@ def open_index(sage_home: Path, name: str) -> DocIndex:
     return index
 
 
-def retrieve(sage_home: Path, name: str | None, question: str, k: int) -> list[Passage]:
+def retrieve(settings: Settings, name: str | None, question: str, k: int) -> list[Passage]:
     """The ``k`` best passages for ``question`` from index ``name`` (none for small talk or
     when retrieval is off), numbered from 1."""
     if name is None or is_small_talk(question):
         return []
-    hits = open_index(sage_home, name).search(question, k)
+    hits = open_index(settings, name).search(question, k)
     return [
         Passage(n, h.title, h.doc_path, h.heading, h.text, round(h.score, 4))
         for n, h in enumerate(hits, 1)

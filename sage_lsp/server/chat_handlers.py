@@ -59,7 +59,7 @@ class ChatHandlers:
             index = p.index if "index" in (params or {}) else settings.index
             try:
                 passages = await asyncio.to_thread(
-                    retrieve, settings.sage_home, index, p.message, p.top_k or settings.top_k
+                    retrieve, settings, index, p.message, p.top_k or settings.top_k
                 )
             except RetrievalError as exc:
                 raise invalid_params(exc, protocol.CHAT) from None

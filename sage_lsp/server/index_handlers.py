@@ -10,6 +10,7 @@ from lsprotocol import types
 
 from sage_lsp import protocol
 from sage_lsp.rag.index import DocIndex, RetrievalError, list_indexes
+from sage_lsp.rag.retrieve import embedder_for
 from sage_lsp.server.errors import check_no_params, invalid_params
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class IndexHandlers:
         """Build or update an index in a worker thread, reporting progress on the given token."""
         try:
             p = protocol.from_wire(protocol.IngestParams, params)
-            index = DocIndex(self.server.session.settings.sage_home, p.index)
+            settings = self.server.session.settings
+            index = DocIndex(settings.sage_home, p.index, embedder_for(settings))
         except (protocol.InvalidParams, RetrievalError) as exc:
             raise invalid_params(exc, protocol.INDEX_INGEST) from None
         progress = self.server.work_done_progress

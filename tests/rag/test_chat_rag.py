@@ -13,6 +13,7 @@ from sage_lsp import protocol
 from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine
+from sage_lsp.config import load_settings
 from sage_lsp.rag.retrieve import retrieve
 from tests.rag.test_index import make_docs
 from tests.support.openai_server import OpenAIServer
@@ -70,7 +71,7 @@ async def test_prompt_numbers_the_passages_and_asks_for_citations(
     from sage_lsp.rag.index import DocIndex
 
     DocIndex(sage_home, "mine").ingest(make_docs(tmp_path / "docs"))
-    passages = retrieve(sage_home, "mine", "how is the process group stopped?", 3)
+    passages = retrieve(load_settings(), "mine", "how is the process group stopped?", 3)
     assert [p.n for p in passages] == list(range(1, len(passages) + 1))
     with OpenAIServer() as server:
         engine = ChatEngine(OpenAICompatibleBackend("compatible", base_url=server.base_url))

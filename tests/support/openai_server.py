@@ -7,6 +7,7 @@ a client closes a stream early and records when that happened.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import select
 import socket
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -87,6 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         owner.requests.append(body)
         if not self._authorised():
+            return
+        if self.path.rstrip("/") == "/v1/embeddings":
+            inputs = body.get("input")
+            texts = inputs if isinstance(inputs, list) else [inputs]
+            data = [{"object": "embedding", "index": i, "embedding": owner.embed(str(t))}
+                    for i, t in enumerate(texts)]  # fmt: skip
+            self._json(200, {"object": "list", "data": data, "model": body.get("model"),
+                             "usage": {"prompt_tokens": 0, "total_tokens": 0}})  # fmt: skip
             return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}")
@@ -238,6 +247,18 @@ class OpenAIServer:
         self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    SYNONYMS: ClassVar[dict[str, str]] = {"halt": "stop", "halted": "stop", "terminate": "stop"}
+    """Words the fake embedding model treats as the same (so dense search finds what BM25
+    cannot)."""
+
+    def embed(self, text: str, dims: int = 64) -> list[float]:
+        """A deterministic bag-of-words vector: each word (after synonyms) adds to one bucket."""
+        vector = [0.0] * dims
+        for word in text.lower().split():
+            word = self.SYNONYMS.get(word.strip(".,?!`"), word.strip(".,?!`"))
+            vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+        return vector
 
     @property
     def port(self) -> int:
