@@ -97,7 +97,7 @@ class ChatParams:
     chat_id: str | None = None
     """The conversation to continue; a new one starts when absent."""
     index: str | None = None
-    """Retrieval index for this turn (retrieval arrives in a later version; accepted now)."""
+    """Retrieval index for this turn; ``null`` (or ``"none"``) turns retrieval off."""
     top_k: int | None = None
     """Passages to retrieve for this turn (1..20)."""
     backend: dict[str, Any] | None = None

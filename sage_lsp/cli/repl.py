@@ -101,7 +101,7 @@ class ChatSession:
             where = f"{p.title} — {p.heading}" if p.heading else p.title
             self.console.print(
                 f"[bold][{p.n}][/bold] {escape(where)}  [dim]{escape(p.path)}  "
-                f"score {p.score:.2f}[/dim]"
+                f"score {p.score:.3g}[/dim]"
             )
 
     def _show_history(self) -> None:

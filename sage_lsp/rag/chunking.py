@@ -16,7 +16,7 @@ SUFFIXES = (*MARKDOWN, ".rst", ".txt")
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
-_SENTENCE_END = re.compile("[.!?;\u3002\uff01\uff1f\uff1b](\\s|$)")  # also CJK full stops
+_SENTENCE_END = re.compile("[.!?;](?=\\s|$)|[\u3002\uff01\uff1f\uff1b]")  # CJK stops need no space
 MIN_CUT = 0.4
 """A window is cut back to a line or sentence end only past this share of its length."""
 

@@ -182,6 +182,13 @@ class DocIndex:
             db.execute("PRAGMA journal_mode = WAL")
             if create:
                 self._create(db)
+            schema = self._meta(db, "schema")
+            if schema != str(SCHEMA_VERSION):
+                raise RetrievalError(
+                    f"the index {self.name!r} at {self.db_path} was made by another version of "
+                    f"sage-lsp (schema {schema}); rebuild it with "
+                    f"`sage chat ingest --source DIR --index {self.name}`"
+                )
             yield db
         except sqlite3.DatabaseError as exc:
             raise RetrievalError(
@@ -233,7 +240,13 @@ class DocIndex:
         )[:max_files]  # fmt: skip
         report = IngestReport()
         with self.connect(create=True) as db:
-            known = dict(db.execute("SELECT path, sha256 FROM documents").fetchall())
+            shape = f"{chunk_size}/{chunk_overlap}"
+            rechunk = self._meta(db, "chunking") not in (None, shape)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('chunking', ?)", (shape,))
+            known = {} if rechunk else dict(db.execute("SELECT path, sha256 FROM documents"))
+            if rechunk:  # a new chunk size or overlap: every file is chunked again
+                known_paths = [row[0] for row in db.execute("SELECT path FROM documents")]
+                known = dict.fromkeys(known_paths, "")
             seen: set[str] = set()
             for done, path in enumerate(files, 1):
                 rel = path.relative_to(source).as_posix()
@@ -328,6 +341,11 @@ class DocIndex:
         db.execute("DELETE FROM documents WHERE path = ?", (rel,))
 
     @staticmethod
+    def _meta(db: sqlite3.Connection, key: str) -> str | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
     def _counts(db: sqlite3.Connection) -> tuple[int, int]:
         documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
         chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -343,7 +361,7 @@ class DocIndex:
             "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "source_dir": str(source.resolve()),
-            "embedding": {"method": "bm25", "params": {"engine": "sqlite-fts5", "cjk": "bigram"}},
+            "embedding": self._method(),
             "chunk_size": chunk_size,
             "chunk_overlap": chunk_overlap,
             "num_documents": documents,
@@ -352,6 +370,14 @@ class DocIndex:
         temporary = self.manifest_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         temporary.replace(self.manifest_path)
+
+    def _method(self) -> dict[str, object]:
+        """The manifest's ``embedding`` field: how this index retrieves."""
+        params: dict[str, object] = {"engine": "sqlite-fts5", "cjk": "bigram"}
+        if self.embedder is None:
+            return {"method": "bm25", "params": params}
+        params |= {"dense_model": self.embedder.model, "fusion": f"rrf(k={dense.RRF_K})"}
+        return {"method": "bm25+dense", "params": params}
 
     def manifest(self) -> dict[str, object]:
         """The manifest, or ``{}`` if there is none."""

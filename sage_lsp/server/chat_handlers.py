@@ -56,7 +56,9 @@ class ChatHandlers:
                 len(conversation.turns) + 1,
             )
             own = session.needs_own_backend(settings)
-            index = p.index if "index" in (params or {}) else settings.index
+            index = settings.index
+            if "index" in params:
+                index = None if p.index is None or p.index.lower() == "none" else p.index
             try:
                 passages = await asyncio.to_thread(
                     retrieve, settings, index, p.message, p.top_k or settings.top_k

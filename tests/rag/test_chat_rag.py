@@ -55,8 +55,10 @@ def test_ingest_and_show_commands(tmp_path: Path) -> None:
     done = sage("chat", "ingest", "--source", str(docs), "--index", "mine", "--chunk-size", "400")
     assert done.returncode == 0, done.stderr
     assert "mine: 5 added, 0 updated, 0 removed, 0 unchanged, 1 skipped" in done.stdout
-    again = sage("chat", "ingest", "--source", str(docs), "--index", "mine")
+    again = sage("chat", "ingest", "--source", str(docs), "--index", "mine", "--chunk-size", "400")
     assert "6 unchanged" in again.stdout
+    resized = sage("chat", "ingest", "--source", str(docs), "--index", "mine")
+    assert "6 updated" in resized.stdout, "a new chunk size chunks every file again"
     manifest = json.loads(sage("chat", "show", "--index", "mine").stdout)
     assert manifest["num_documents"] == 6
     answer = sage("chat", "--index", "mine", "--top-k", "2", "-q", "SIGKILL process group")

@@ -174,3 +174,9 @@ def test_queries_while_ingesting(tmp_path: Path, sage_home: Path) -> None:
     assert index.counts()[0] == 201
     with sqlite3.connect(index.db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_chinese_sentences_are_cut_after_a_full_stop() -> None:
+    text = "这是第一句话。" * 60
+    pieces = windows(text, 100, 20)
+    assert len(pieces) > 3 and all(p.endswith("。") for _, p in pieces)
