@@ -22,6 +22,8 @@ BENCHMARKS = {
     "streaming": "bench.streaming",
     "startup": "bench.startup",
     "services": "bench.services",
+    "rag_quality": "bench.rag_quality",
+    "rag_speed": "bench.rag_speed",
 }
 
 

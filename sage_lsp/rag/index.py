@@ -133,13 +133,24 @@ def cjk_bigrams(text: str) -> str:
     return " ".join(grams)
 
 
-def match_query(query: str) -> str | None:
-    """An FTS5 query that matches any of the query's words or CJK bigrams; None if none."""
+COMMON_SHARE = 0.05
+"""Query terms found in more than this share of the chunks are left out (they cost the most to
+rank and, with their low IDF, add the least) unless fewer than :data:`KEEP_TERMS` would remain."""
+KEEP_TERMS = 2
+
+
+def query_terms(query: str) -> list[str]:
+    """The query's words (without English stopwords) and CJK bigrams, in order, once each."""
     terms: list[str] = []
     for word in _WORD.findall(_CJK.sub(" ", query).lower()):
         if word not in STOPWORDS and word not in terms:
             terms.append(word)
-    terms += [g for g in cjk_bigrams(query).split() if g not in terms]
+    return terms + [g for g in cjk_bigrams(query).split() if g not in terms]
+
+
+def match_query(query: str, terms: list[str] | None = None) -> str | None:
+    """An FTS5 query that matches any of the terms (by default, all of the query's)."""
+    terms = query_terms(query) if terms is None else terms
     if not terms:
         return None
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
@@ -180,8 +191,7 @@ class DocIndex:
         try:
             db.execute("PRAGMA busy_timeout = 60000")
             db.execute("PRAGMA journal_mode = WAL")
-            if create:
-                self._create(db)
+            self._create(db)  # idempotent: also brings an index of this schema up to date
             schema = self._meta(db, "schema")
             if schema != str(SCHEMA_VERSION):
                 raise RetrievalError(
@@ -211,6 +221,7 @@ class DocIndex:
             CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_path);
             CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
                 text, title, heading, cjk, tokenize = 'unicode61 remove_diacritics 2');
+            CREATE VIRTUAL TABLE IF NOT EXISTS chunks_terms USING fts5vocab(chunks_fts, 'row');
             """
         )
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -309,6 +320,7 @@ class DocIndex:
                 report.removed = len(gone)
             self._embed_missing(db)
             documents, chunks_total = self._counts(db)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('chunks', ?)", (str(chunks_total),))
         report.seconds = time.monotonic() - started
         self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
         return report
@@ -339,6 +351,19 @@ class DocIndex:
         db.executemany("DELETE FROM vectors WHERE chunk_id = ?", [(i,) for i in ids])
         db.execute("DELETE FROM chunks WHERE doc_path = ?", (rel,))
         db.execute("DELETE FROM documents WHERE path = ?", (rel,))
+
+    def _selective_terms(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
+        """``terms`` without those in more than :data:`COMMON_SHARE` of the chunks (the rarest
+        :data:`KEEP_TERMS` always stay)."""
+        total = int(self._meta(db, "chunks") or 0)
+        if len(terms) <= KEEP_TERMS or total == 0:
+            return terms
+        marks = ",".join("?" * len(terms))
+        counts = dict(
+            db.execute(f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})", terms)
+        )
+        rarest = sorted(terms, key=lambda t: counts.get(t, 0))[:KEEP_TERMS]
+        return [t for t in terms if t in rarest or counts.get(t, 0) <= COMMON_SHARE * total]
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> str | None:
@@ -392,8 +417,8 @@ class DocIndex:
     def search(self, query: str, k: int = 4) -> list[Hit]:
         """The ``k`` chunks that match ``query`` best: BM25 (titles and headings weigh more),
         fused with dense similarity by reciprocal rank fusion when an embedder is set."""
-        expression = match_query(query)
         with self.connect() as db:
+            expression = match_query(query, self._selective_terms(db, query_terms(query)))
             if expression is None and self.embedder is None:
                 return []
             pool = k if self.embedder is None else max(4 * k, 20)
