@@ -36,6 +36,9 @@ MODELS = "sage/models"
 """The finetuned models in the store; params ``{}``, result :class:`ModelsResult`."""
 SERVICES = "sage/services"
 """The live model services of the registry; params ``{}``, result :class:`ServicesResult`."""
+BUILD_PIPELINE = "sage/buildPipeline"
+"""Build a SAGE pipeline plan with the session's backend; params :class:`BuildPipelineParams`,
+result :class:`BuildPipelineResult`; -32004 when no valid plan came out."""
 INDEX_LIST = "sage/index/list"
 """The retrieval indexes; params ``{}``, result :class:`IndexListResult`."""
 INDEX_INGEST = "sage/index/ingest"
@@ -59,6 +62,7 @@ METHODS: tuple[str, ...] = (
     SERVICES,
     INDEX_LIST,
     INDEX_INGEST,
+    BUILD_PIPELINE,
 )
 """The requests this server implements, as listed in ``capabilities.experimental.sage``."""
 
@@ -358,6 +362,38 @@ class IngestResult:
     """Binary files skipped."""
     seconds: float
     """How long it took."""
+
+
+@dataclass(frozen=True)
+class BuildPipelineParams:
+    """Params of ``sage/buildPipeline``."""
+
+    description: str
+    """What the pipeline should do."""
+    name: str | None = None
+    """The pipeline's name (the model's or the blueprint's otherwise)."""
+    chat_id: str | None = None
+    """A conversation to note the build in (its history gets the request and the YAML)."""
+    target_uri: str | None = None
+    """A file to create with the YAML: the result then carries a WorkspaceEdit."""
+
+
+@dataclass(frozen=True)
+class BuildPipelineResult:
+    """Result of ``sage/buildPipeline``."""
+
+    name: str
+    """The pipeline's name."""
+    yaml: str
+    """The plan as YAML."""
+    valid: bool
+    """Always true in a result (an invalid plan is error -32004)."""
+    errors: list[str]
+    """Warnings of the plan (e.g. operator classes outside the catalog)."""
+    attempts: int
+    """How many answers the model needed."""
+    edit: dict[str, Any] | None = None
+    """A WorkspaceEdit creating ``targetUri`` with the YAML, when it was given."""
 
 
 # --- wire conversion -------------------------------------------------------------------------

@@ -137,3 +137,11 @@ def test_sources_after_an_answer_and_on_request() -> None:
     ask(child, "thanks!", "You said")
     ask(child, "/sources", "The last answer had no sources.")
     child.close(force=True)
+
+
+def test_pipeline_command_and_intent(repl: pexpect.spawn) -> None:
+    out = ask(repl, "/pipeline rerank passages with bge", "valid after 1 attempt(s)")
+    assert "name: rag-rerank" in out and "sage.libs.rag.reranker.BGEReranker" in out
+    out = ask(repl, "please build a pipeline that filters error logs", "valid after 1")
+    assert "name: hello-world-log" in out
+    ask(repl, "/pipeline", "usage: /pipeline DESCRIPTION")

@@ -8,6 +8,7 @@ import typer
 
 from sage_lsp.cli.chat import chat_app
 from sage_lsp.cli.finetune import finetune_app
+from sage_lsp.cli.pipeline import pipeline_app
 from sage_lsp.cli.services import services_app
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 
 app.add_typer(chat_app, name="chat")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(services_app, name="services")
 
 

@@ -15,6 +15,8 @@ from sage_lsp.backends.base import Backend, Passage
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine, TurnResult
 from sage_lsp.config import Settings
+from sage_lsp.pipeline.builder import build_pipeline, is_pipeline_request
+from sage_lsp.pipeline.catalog import load_catalog
 from sage_lsp.rag.chunking import slug
 from sage_lsp.rag.retrieve import retrieve
 
@@ -29,6 +31,7 @@ Ctrl-C stops an answer, Ctrl-D (or exit, quit, q) leaves.
   /reset      start a new conversation
   /history    show the conversation so far
   /sources    show the passages the last answer could cite
+  /pipeline DESCRIPTION   build a SAGE pipeline plan (also: "pipeline: ...", "build a ... pipeline")
   /backend    show the backend and model in use
   /exit       leave (also: exit, quit, q)"""
 
@@ -94,6 +97,30 @@ class ChatSession:
             self.console.print(f"unknown command {escape(word)} — type /help for the commands")
         return True
 
+    async def build_pipeline(self, description: str, on_error: Callable[[Exception], None]) -> None:
+        """Build a plan with this session's backend and print its YAML."""
+        if not description:
+            self.console.print("usage: /pipeline DESCRIPTION")
+            return
+        self.console.print("[dim]Building a pipeline plan ...[/dim]")
+        try:
+            result = await build_pipeline(
+                self.backend, description, load_catalog(self.settings.sage_home),
+                max_tokens=self.settings.max_tokens,
+            )  # fmt: skip
+        except Exception as exc:
+            on_error(exc)
+            return
+        self._write(result.yaml if result.yaml.endswith("\n") else result.yaml + "\n")
+        if result.valid:
+            self.console.print(
+                f"[dim]{result.name}: valid after {result.attempts} attempt(s).[/dim]"
+            )
+        else:
+            self.console.print(
+                f"no valid plan after {result.attempts} attempts: " + "; ".join(result.errors)
+            )
+
     def _show_sources(self) -> None:
         if not self.sources:
             self.console.print("[dim]The last answer had no sources.[/dim]")
@@ -149,6 +176,14 @@ class ChatSession:
                 break
             word = line.strip().lower()
             if not word:
+                continue
+            request = (
+                line.strip()[len("/pipeline") :].strip()
+                if word.startswith("/pipeline")
+                else is_pipeline_request(line)
+            )
+            if request is not None or word == "/pipeline":
+                await self.build_pipeline(request or "", on_error)
                 continue
             if word in EXIT_WORDS or word in HELP_WORDS or word.startswith("/"):
                 if not self.handle_command(line):

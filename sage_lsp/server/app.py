@@ -17,11 +17,13 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from sage_lsp import __version__, protocol
 from sage_lsp.config import Settings
 from sage_lsp.server.backend_handlers import BackendHandlers
+from sage_lsp.server.build_handlers import BuildHandlers
 from sage_lsp.server.chat_handlers import ChatHandlers
 from sage_lsp.server.config_handlers import ConfigHandlers
 from sage_lsp.server.editor_watch import ProcessWatch
 from sage_lsp.server.index_handlers import IndexHandlers
 from sage_lsp.server.logs import EditorLogHandler
+from sage_lsp.server.pipeline_handlers import PipelineHandlers
 from sage_lsp.server.service_handlers import ServiceHandlers
 from sage_lsp.server.session import Session
 from sage_lsp.server.transport import Writer
@@ -127,6 +129,8 @@ class SageServer(LanguageServer):
         BackendHandlers(self).register()
         ServiceHandlers(self).register()
         IndexHandlers(self).register()
+        PipelineHandlers(self).register()
+        BuildHandlers(self).register()
         self.route(types.SHUTDOWN, self._on_shutdown)
 
     def route(self, method: str, handler: Callable[[Any], Any]) -> None:

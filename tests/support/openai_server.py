@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}")
             return
-        reply = owner.reply
+        reply = owner.queue.pop(0) if owner.queue else owner.reply
         if reply.status is not None:
             self._error(reply.status, reply.error_message)
             return
@@ -242,6 +242,8 @@ class OpenAIServer:
         self.models = models if models is not None else ["tiny-model"]
         self.api_key = api_key
         self.reply = Reply()
+        self.queue: list[Reply] = []
+        """Replies for the next chat requests, in order; then :attr:`reply` for the rest."""
         self.requests: list[dict[str, Any]] = []
         self.streams: list[StreamRecord] = []
         self._httpd = _Server(("127.0.0.1", port), _Handler)

@@ -1,0 +1,1 @@
+"""Pipeline building: the plan schema, blueprints, the builder, and pipeline-file features."""

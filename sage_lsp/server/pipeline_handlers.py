@@ -1,0 +1,163 @@
+"""Language features for pipeline files: diagnostics, completion and hover.
+
+Pipeline files are ``*.sage.yaml``/``*.sage.yml`` anywhere and ``*.yaml``/``*.yml`` under a
+``pipelines`` folder; other documents get nothing from these handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from sage_lsp.pipeline import document
+from sage_lsp.pipeline.catalog import USER_CATALOG, Operator, load_catalog
+
+if TYPE_CHECKING:
+    from sage_lsp.server.app import SageServer
+
+log = logging.getLogger(__name__)
+
+TRIGGER_CHARACTERS = [":", " "]
+"""Characters after which the editor asks for completion by itself."""
+
+_SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
+_ITEM_KIND = {
+    "key": types.CompletionItemKind.Property,
+    "kind": types.CompletionItemKind.EnumMember,
+    "type": types.CompletionItemKind.EnumMember,
+    "class": types.CompletionItemKind.Class,
+}
+
+
+def _range(span: document.Span) -> types.Range:
+    return types.Range(
+        start=types.Position(line=span.start_line, character=span.start_char),
+        end=types.Position(line=span.end_line, character=span.end_char),
+    )
+
+
+class PipelineHandlers:
+    """The pipeline-file feature group of one server."""
+
+    def __init__(self, server: SageServer) -> None:
+        self.server = server
+        self._catalog: dict[str, Operator] = {}
+        self._catalog_key: tuple[Path, int | None] | None = None
+
+    def register(self) -> None:
+        """Register every handler of the group with the server."""
+        self.server.route(types.TEXT_DOCUMENT_DID_OPEN, self.did_open)
+        self.server.route(types.TEXT_DOCUMENT_DID_CHANGE, self.did_change)
+        self.server.route(types.TEXT_DOCUMENT_DID_CLOSE, self.did_close)
+        self.server.route(types.TEXT_DOCUMENT_HOVER, self.hover)
+        handler = self.completion
+
+        def call(params: types.CompletionParams) -> types.CompletionList | None:
+            return handler(params)
+
+        self.server.feature(
+            types.TEXT_DOCUMENT_COMPLETION,
+            types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
+        )(call)
+
+    # --- the catalog -------------------------------------------------------------------------
+
+    def catalog(self) -> dict[str, Operator]:
+        """The operator catalog, re-read when ``$SAGE_HOME``'s catalog file changes."""
+        home = self.server.session.settings.sage_home
+        try:
+            mtime: int | None = (home / USER_CATALOG).stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if self._catalog_key != (home, mtime):
+            self._catalog = load_catalog(home)
+            self._catalog_key = (home, mtime)
+        return self._catalog
+
+    # --- diagnostics -------------------------------------------------------------------------
+
+    def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        """Check a pipeline file as it is opened."""
+        self.publish(params.text_document.uri)
+
+    def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        """Check a pipeline file again after each change."""
+        self.publish(params.text_document.uri)
+
+    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        """Clear a closed pipeline file's diagnostics."""
+        uri = params.text_document.uri
+        if document.is_pipeline_file(uri):
+            self._send(uri, [])
+
+    def publish(self, uri: str) -> None:
+        """Publish the diagnostics of the pipeline file at ``uri`` (nothing for other files)."""
+        if not document.is_pipeline_file(uri):
+            return
+        text = self.server.workspace.get_text_document(uri).source
+        findings = document.diagnose(text, set(self.catalog()))
+        self._send(
+            uri,
+            [
+                types.Diagnostic(
+                    range=_range(f.span),
+                    message=f.message,
+                    severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Error),
+                    source="sage",
+                )
+                for f in findings
+            ],
+        )
+
+    def _send(self, uri: str, diagnostics: list[types.Diagnostic]) -> None:
+        self.server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics)
+        )
+
+    # --- completion and hover ----------------------------------------------------------------
+
+    def completion(self, params: types.CompletionParams) -> types.CompletionList | None:
+        """Keys, stage kinds, pipeline types or operator classes at the cursor."""
+        uri = params.text_document.uri
+        if not document.is_pipeline_file(uri):
+            return None
+        text = self.server.workspace.get_text_document(uri).source
+        pos = params.position
+        found = document.complete(text, pos.line, pos.character, self.catalog())
+        if found is None:
+            return None
+        replace = _range(found.replace)
+        items = [
+            types.CompletionItem(
+                label=s.label,
+                kind=_ITEM_KIND.get(s.kind, types.CompletionItemKind.Text),
+                detail=s.detail or None,
+                documentation=types.MarkupContent(
+                    kind=types.MarkupKind.Markdown, value=s.documentation
+                )
+                if s.documentation
+                else None,
+                sort_text=f"{i:04d}",
+                text_edit=types.TextEdit(range=replace, new_text=s.label + s.insert_suffix),
+            )
+            for i, s in enumerate(found.items)
+        ]
+        return types.CompletionList(is_incomplete=False, items=items)
+
+    def hover(self, params: types.HoverParams) -> types.Hover | None:
+        """An operator's description and parameters, or what a stage kind does."""
+        uri = params.text_document.uri
+        if not document.is_pipeline_file(uri):
+            return None
+        text = self.server.workspace.get_text_document(uri).source
+        pos = params.position
+        found = document.hover(text, pos.line, pos.character, self.catalog())
+        if found is None:
+            return None
+        return types.Hover(
+            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=found.markdown),
+            range=_range(found.span),
+        )
