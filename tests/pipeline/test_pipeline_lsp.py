@@ -3,15 +3,11 @@ with exact ranges, completion and hover."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
-
-from tests.lsp.conftest import CONFIG
+from pytest_lsp import LanguageClient
 
 BAD = """\
 pipeline:
@@ -43,20 +39,6 @@ stages:
 sink:
   class: sage.libs.io_utils.sink.TerminalSink
 """
-
-
-@pytest_lsp.fixture(config=CONFIG)
-async def client(lsp_client: LanguageClient) -> AsyncIterator[None]:
-    """A mock-backend session, initialized like VS Code would."""
-    lsp_client.set_configuration({"backend": "mock"}, section="sage")
-    lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            initialization_options={"backend": "mock"},
-        )
-    )
-    yield
-    await lsp_client.shutdown_session()
 
 
 def rng(line: int, start: int, end: int) -> types.Range:
