@@ -190,8 +190,9 @@ class DocIndex:
         db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 60000")
-            db.execute("PRAGMA journal_mode = WAL")
-            self._create(db)  # idempotent: also brings an index of this schema up to date
+            if create:
+                db.execute("PRAGMA journal_mode = WAL")  # stays set in the file
+                self._create(db)
             schema = self._meta(db, "schema")
             if schema != str(SCHEMA_VERSION):
                 raise RetrievalError(
@@ -352,6 +353,27 @@ class DocIndex:
         db.execute("DELETE FROM chunks WHERE doc_path = ?", (rel,))
         db.execute("DELETE FROM documents WHERE path = ?", (rel,))
 
+    @staticmethod
+    def _bm25(db: sqlite3.Connection, terms: list[str], limit: int) -> list[tuple[int, float]]:
+        """The best ``limit`` chunks by BM25: those with every term first (a small set, quick
+        to rank), then those with any of them."""
+        found: list[tuple[int, float]] = []
+        expressions = [match_query("", terms)]
+        if len(terms) > 1:
+            expressions.insert(0, " AND ".join('"' + t.replace('"', '""') + '"' for t in terms))
+        for expression in expressions:
+            if expression is None or len(found) >= limit:
+                break
+            seen = {rowid for rowid, _ in found}
+            rows = db.execute(
+                "SELECT rowid, -bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0) FROM chunks_fts"
+                " WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0)"
+                " LIMIT ?",
+                (expression, limit),
+            ).fetchall()
+            found += [(int(r), float(score)) for r, score in rows if int(r) not in seen]
+        return found[:limit]
+
     def _selective_terms(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
         """``terms`` without those in more than :data:`COMMON_SHARE` of the chunks (the rarest
         :data:`KEEP_TERMS` always stay)."""
@@ -359,9 +381,8 @@ class DocIndex:
         if len(terms) <= KEEP_TERMS or total == 0:
             return terms
         marks = ",".join("?" * len(terms))
-        counts = dict(
-            db.execute(f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})", terms)
-        )
+        query = f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})"
+        counts = dict(db.execute(query, terms))
         rarest = sorted(terms, key=lambda t: counts.get(t, 0))[:KEEP_TERMS]
         return [t for t in terms if t in rarest or counts.get(t, 0) <= COMMON_SHARE * total]
 
@@ -418,20 +439,11 @@ class DocIndex:
         """The ``k`` chunks that match ``query`` best: BM25 (titles and headings weigh more),
         fused with dense similarity by reciprocal rank fusion when an embedder is set."""
         with self.connect() as db:
-            expression = match_query(query, self._selective_terms(db, query_terms(query)))
-            if expression is None and self.embedder is None:
+            terms = self._selective_terms(db, query_terms(query))
+            if not terms and self.embedder is None:
                 return []
             pool = k if self.embedder is None else max(4 * k, 20)
-            bm25 = (
-                db.execute(
-                    "SELECT rowid, -bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0) FROM chunks_fts"
-                    " WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, 1.0, 2.0, 1.5, 1.0)"
-                    " LIMIT ?",
-                    (expression, pool),
-                ).fetchall()
-                if expression is not None
-                else []
-            )
+            bm25 = self._bm25(db, terms, pool)
             scores = {int(rowid): float(score) for rowid, score in bm25}
             order = list(scores)
             if self.embedder is not None:
