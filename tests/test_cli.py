@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.openai_server import OpenAIServer, Reply
 
+pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+
 
 def sage(
     *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60

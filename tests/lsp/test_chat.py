@@ -12,6 +12,8 @@ from pytest_lsp import LanguageClient
 from sage_lsp import protocol
 from tests.lsp.conftest import chunks_of, request
 
+pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+
 
 async def test_initialize_lists_the_sage_methods(client: LanguageClient) -> None:
     result: types.InitializeResult = client.init_result  # type: ignore[attr-defined]

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from sage_lsp import protocol
 from tests.services.test_manager import MODEL, fake_vllm  # noqa: F401 - autouse fixture
 from tests.support.rpc_client import RpcClient
+
+pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
 
 
 def port() -> str:

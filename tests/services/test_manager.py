@@ -23,6 +23,8 @@ from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.support.openai_server import OpenAIServer
 
+pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "support" / "fake_vllm"
 MODEL = "tiny"
