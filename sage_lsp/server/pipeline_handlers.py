@@ -119,12 +119,18 @@ class PipelineHandlers:
 
     # --- completion and hover ----------------------------------------------------------------
 
-    def completion(self, params: types.CompletionParams) -> types.CompletionList | None:
-        """Keys, stage kinds, pipeline types or operator classes at the cursor."""
+    def _pipeline_text(self, params: types.CompletionParams | types.HoverParams) -> str | None:
+        """The text of the document at ``params`` if it is a pipeline file, else None."""
         uri = params.text_document.uri
         if not document.is_pipeline_file(uri):
             return None
-        text = self.server.workspace.get_text_document(uri).source
+        return self.server.workspace.get_text_document(uri).source
+
+    def completion(self, params: types.CompletionParams) -> types.CompletionList | None:
+        """Keys, stage kinds, pipeline types or operator classes at the cursor."""
+        text = self._pipeline_text(params)
+        if text is None:
+            return None
         pos = params.position
         found = document.complete(text, pos.line, pos.character, self.catalog())
         if found is None:
@@ -149,10 +155,9 @@ class PipelineHandlers:
 
     def hover(self, params: types.HoverParams) -> types.Hover | None:
         """An operator's description and parameters, or what a stage kind does."""
-        uri = params.text_document.uri
-        if not document.is_pipeline_file(uri):
+        text = self._pipeline_text(params)
+        if text is None:
             return None
-        text = self.server.workspace.get_text_document(uri).source
         pos = params.position
         found = document.hover(text, pos.line, pos.character, self.catalog())
         if found is None:
