@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sage_lsp.backends.base import Backend, BackendError, ErrorKind
-from sage_lsp.backends.managed import finetune_backend, managed_vllm_backend
 from sage_lsp.backends.mock import MockBackend
 from sage_lsp.backends.openai_compat import ENDPOINTS, OpenAICompatibleBackend
 from sage_lsp.config import Settings
-from sage_lsp.services.manager import ProgressCallback
+
+if TYPE_CHECKING:
+    from sage_lsp.services.manager import ProgressCallback
 
 
 def create_backend(settings: Settings, on_progress: ProgressCallback | None = None) -> Backend:
@@ -17,9 +20,14 @@ def create_backend(settings: Settings, on_progress: ProgressCallback | None = No
     """
     if settings.backend == "mock":
         return MockBackend()
+    # The backend manager is imported only when needed: not at the language server's start-up.
     if settings.backend == "finetune":
+        from sage_lsp.backends.managed import finetune_backend
+
         return finetune_backend(settings, on_progress)
     if settings.backend == "vllm" and settings.model and not settings.base_url:
+        from sage_lsp.backends.managed import managed_vllm_backend
+
         return managed_vllm_backend(settings, on_progress)
     if settings.backend in ENDPOINTS:
         return OpenAICompatibleBackend(

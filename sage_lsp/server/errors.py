@@ -8,7 +8,6 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError, ErrorKind
-from sage_lsp.services.merge import MergeError
 
 
 def rpc_error(exc: BackendError) -> JsonRpcException:
@@ -17,7 +16,7 @@ def rpc_error(exc: BackendError) -> JsonRpcException:
     -32003 for a service that failed to start (a failed merge included), -32002 for a model
     that is not there, -32001 for every other backend failure.
     """
-    if exc.kind is ErrorKind.SERVICE_FAILED or isinstance(exc, MergeError):
+    if exc.kind is ErrorKind.SERVICE_FAILED or "logTail" in exc.details:  # a failed merge too
         return JsonRpcException(
             message=str(exc),
             code=protocol.SERVICE_FAILED,

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from sage_lsp import protocol
 from sage_lsp.server.errors import check_no_params
-from sage_lsp.services.registry import Registry, ServiceEntry
 from sage_lsp.services.store import ModelStore
 
 if TYPE_CHECKING:
     from sage_lsp.server.app import SageServer
+    from sage_lsp.services.registry import ServiceEntry
 
 
 def service_info(entry: ServiceEntry) -> protocol.ServiceInfo:
@@ -52,6 +52,8 @@ class ServiceHandlers:
     async def services(self, params: Any) -> dict[str, Any]:
         """Every live service of the registry."""
         check_no_params(params, protocol.SERVICES)
+        from sage_lsp.services.registry import Registry  # filelock: not at start-up
+
         registry = Registry(self.server.session.settings.sage_home / "run")
         with registry.locked():
             entries = registry.entries()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import Backend, BackendError
 from sage_lsp.backends.factory import create_backend
-from sage_lsp.backends.managed import ManagedBackend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import TurnResult
 from sage_lsp.config import Settings
-from sage_lsp.services.manager import Progress
+
+if TYPE_CHECKING:
+    from sage_lsp.backends.managed import ManagedBackend
+    from sage_lsp.services.manager import Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class Session:
             try:
                 if self._backend is None:
                     self._backend = create_backend(self.settings, self._on_progress)
-                if isinstance(self._backend, ManagedBackend) and self.progress is not None:
+                if _manages_a_service(self._backend) and self.progress is not None:
                     progress = self.progress
                     await progress.begin(f"sage: starting the {self.settings.backend} model")
                 await self._backend.prepare()
@@ -154,7 +157,7 @@ class Session:
             model=backend.model if backend else self.settings.model,
             state=self.state,
             endpoint=getattr(backend, "base_url", None) if backend else None,
-            service=backend.service() if isinstance(backend, ManagedBackend) else None,
+            service=backend.service() if _manages_a_service(backend) else None,
             message=self.message,
             metrics=dict(self.metrics),
         )
@@ -189,3 +192,10 @@ class Session:
             except Exception:
                 log.exception("cleanup hook failed")
         await self.stop_backend()
+
+
+def _manages_a_service(backend: Backend | None) -> TypeGuard[ManagedBackend]:
+    """Whether ``backend`` runs its own model service (the manager is only imported once one
+    is built, so its module being absent means no)."""
+    managed = sys.modules.get("sage_lsp.backends.managed")
+    return managed is not None and isinstance(backend, managed.ManagedBackend)
