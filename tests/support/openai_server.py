@@ -72,6 +72,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._json(200, {})
             return
+        if self.path == "/_test/streams":
+            streams = [
+                {"chunksSent": r.chunks_sent, "completed": r.completed,
+                 "clientGone": r.client_gone_at is not None}
+                for r in self.server.owner.streams
+            ]  # fmt: skip
+            self._json(200, {"streams": streams, "requests": len(self.server.owner.requests)})
+            return
         if not self._authorised():
             return
         if self.path.rstrip("/") != "/v1/models":
@@ -287,3 +295,40 @@ class OpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+DEFAULT_ANSWER = (
+    "Here is a **map** stage:\n\n```python\ndef double(x):\n    return x * 2\n```\n\n"
+    "Call `double(21)` to get 42."
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until standard input closes or SIGTERM: for editor tests written in other languages.
+
+    Prints the base URL on the first line of standard output. ``GET /_test/streams`` tells
+    whether each stream completed or was closed early by the client.
+    """
+    import argparse
+    import re
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.openai_server")
+    parser.add_argument("--answer", default=DEFAULT_ANSWER, help="the answer's text")
+    parser.add_argument("--repeat", type=int, default=1, help="say the answer this many times")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    parser.add_argument("--model", default="tiny-model", help="the one model it serves")
+    args = parser.parse_args(argv)
+    server = OpenAIServer(models=[args.model])
+    server.reply.tokens = re.findall(r"\s*\S+", args.answer) * args.repeat
+    server.reply.delay = args.delay
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stopped.set()), daemon=True).start()
+    with server:
+        print(server.base_url, flush=True)
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()
