@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from pygls.exceptions import JsonRpcException
+from pygls.uris import to_fs_path
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError
@@ -19,10 +21,14 @@ if TYPE_CHECKING:
 
 
 def create_file_edit(uri: str, text: str) -> dict[str, Any]:
-    """A WorkspaceEdit that creates ``uri`` (replacing nothing that exists) with ``text``."""
+    """A WorkspaceEdit that creates ``uri`` with ``text``; applying it fails if ``uri`` exists."""
     return {
         "documentChanges": [
-            {"kind": "create", "uri": uri, "options": {"overwrite": False, "ignoreIfExists": True}},
+            {
+                "kind": "create",
+                "uri": uri,
+                "options": {"overwrite": False, "ignoreIfExists": False},
+            },
             {
                 "textDocument": {"uri": uri, "version": None},
                 "edits": [
@@ -37,6 +43,13 @@ def create_file_edit(uri: str, text: str) -> dict[str, Any]:
             },
         ]
     }
+
+
+def _check_target(uri: str | None) -> None:
+    """Refuse a ``targetUri`` whose file already exists: the plan never replaces a file."""
+    path = to_fs_path(uri) if uri is not None and uri.startswith("file:") else None
+    if path is not None and os.path.lexists(path):
+        raise protocol.InvalidParams(f"targetUri: {path} already exists; choose a new file")
 
 
 class BuildHandlers:
@@ -55,6 +68,7 @@ class BuildHandlers:
             p = protocol.from_wire(protocol.BuildPipelineParams, params)
             if not p.description.strip():
                 raise protocol.InvalidParams("description must not be empty")
+            _check_target(p.target_uri)
         except protocol.InvalidParams as exc:
             raise invalid_params(exc, protocol.BUILD_PIPELINE) from None
         await self.server.configured()

@@ -155,12 +155,18 @@ async def test_build_pipeline_over_the_protocol(tmp_path: Path) -> None:
     assert result["valid"] and result["name"] == "qa" and result["attempts"] == 1
     create, edit = result["edit"]["documentChanges"]
     assert create == {"kind": "create", "uri": uri,
-                      "options": {"overwrite": False, "ignoreIfExists": True}}  # fmt: skip
+                      "options": {"overwrite": False, "ignoreIfExists": False}}  # fmt: skip
     assert edit["edits"][0]["newText"] == result["yaml"]
     history = (await client.request(protocol.CHAT_HISTORY, {"chatId": "c1"}))["result"]
     assert history["messages"][0]["content"] == "/pipeline rerank with bge"
     empty = await client.request(protocol.BUILD_PIPELINE, {"description": " "})
     assert empty["error"]["code"] == protocol.INVALID_PARAMS
+    existing = tmp_path / "kept.sage.yaml"
+    existing.write_text("mine\n")
+    taken = {"description": "rerank with bge", "targetUri": existing.as_uri()}
+    refused = (await client.request(protocol.BUILD_PIPELINE, taken))["error"]
+    assert refused["code"] == protocol.INVALID_PARAMS and "already exists" in refused["message"]
+    assert existing.read_text() == "mine\n"
     await client.close()
 
 
