@@ -1,0 +1,306 @@
+--- The chat: a transcript buffer that streams answers and an input buffer below it.
+local client = require('sage.client')
+local config = require('sage.config')
+
+local M = {}
+
+local HEADER = '# sage chat'
+
+--- Stands where the answer will be until its first part arrives.
+local WAITING = '…'
+
+---@class sage.RunningTurn
+---@field client? vim.lsp.Client
+---@field request_id? integer
+---@field turn? integer The turn's number, from its first chunk.
+---@field text string The answer so far.
+---@field first integer 0-based line of the transcript where the answer starts.
+
+---@class sage.ChatState
+---@field buf? integer The transcript buffer.
+---@field input? integer The input buffer.
+---@field chat_id string The conversation's id; the server starts it on first use.
+---@field turns integer The number of the last turn that ended.
+---@field running? sage.RunningTurn
+local state = { chat_id = '', turns = 0 }
+
+---@return string
+local function new_chat_id()
+  return ('nvim-%x'):format(vim.uv.hrtime())
+end
+
+--- Replaces lines `first`..`last` (0-based, end-exclusive, -1: the end) of the transcript and
+--- scrolls the other windows that show it to its end.
+---@param first integer
+---@param last integer
+---@param lines string[]
+local function write(first, last, lines)
+  local buf = assert(state.buf)
+  vim.bo[buf].modifiable = true
+  vim.api.nvim_buf_set_lines(buf, first, last, false, lines)
+  vim.bo[buf].modifiable = false
+  local count = vim.api.nvim_buf_line_count(buf)
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    if win ~= vim.api.nvim_get_current_win() then
+      vim.api.nvim_win_set_cursor(win, { count, 0 })
+    end
+  end
+end
+
+---@param lines string[]
+local function append(lines)
+  write(-1, -1, lines)
+end
+
+---@param text string
+---@return string[]
+local function split(text)
+  return vim.split(text, '\n', { plain = true })
+end
+
+local function header_lines()
+  local keys = config.options.keymaps
+  return {
+    HEADER,
+    ('_%s sends the input below · %s stops the answer · %s closes_'):format(
+      keys.send or ':SageChat {question}',
+      keys.cancel or ':SageStop',
+      keys.close or ':close'
+    ),
+    '',
+  }
+end
+
+---@param buf integer
+---@param mode string|string[]
+---@param lhs string|false
+---@param rhs function
+---@param desc string
+local function map(buf, mode, lhs, rhs, desc)
+  if lhs then
+    vim.keymap.set(mode, lhs, rhs, { buffer = buf, nowait = true, silent = true, desc = desc })
+  end
+end
+
+--- Sends what the input buffer holds and empties it.
+local function send_input()
+  local lines = vim.api.nvim_buf_get_lines(assert(state.input), 0, -1, false)
+  local message = vim.trim(table.concat(lines, '\n'))
+  if message == '' then
+    vim.notify('sage: type a question in the input window first', vim.log.levels.WARN)
+    return
+  end
+  vim.api.nvim_buf_set_lines(state.input, 0, -1, false, {})
+  M.send(message)
+end
+
+--- Closes the windows that show the chat.
+local function close()
+  for _, buf in ipairs({ state.buf, state.input }) do
+    for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+      pcall(vim.api.nvim_win_close, win, false)
+    end
+  end
+end
+
+---@param name string
+---@return integer
+local function scratch(name)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_name(buf, name)
+  vim.bo[buf].bufhidden = 'hide'
+  vim.bo[buf].filetype = 'markdown'
+  local keys = config.options.keymaps
+  map(buf, 'n', keys.send, send_input, 'sage: send the input')
+  map(buf, 'n', keys.cancel, M.cancel, 'sage: stop the answer')
+  map(buf, 'n', keys.close, close, 'sage: close the chat')
+  return buf
+end
+
+local function ensure_buffers()
+  if not (state.buf and vim.api.nvim_buf_is_valid(state.buf)) then
+    state.buf = scratch('sage://chat')
+    state.chat_id = new_chat_id()
+    state.turns = 0
+    state.running = nil
+    write(0, -1, header_lines())
+  end
+  if not (state.input and vim.api.nvim_buf_is_valid(state.input)) then
+    state.input = scratch('sage://input')
+  end
+end
+
+---@param win integer
+local function set_text_options(win)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  vim.wo[win].number = false
+  vim.wo[win].relativenumber = false
+end
+
+--- Opens the chat windows (the layout of `setup()`), or focuses them, and the input window.
+function M.open()
+  ensure_buffers()
+  local shown = vim.fn.win_findbuf(state.buf)[1]
+  if not shown then
+    local layout = config.options.chat
+    if layout.layout == 'tab' then
+      vim.cmd('tab sbuffer ' .. state.buf)
+    elseif layout.layout == 'split' then
+      vim.cmd(('botright %dsplit | buffer %d'):format(layout.height, state.buf))
+    else
+      vim.cmd(('botright vertical %dsplit | buffer %d'):format(layout.width, state.buf))
+    end
+    shown = vim.api.nvim_get_current_win()
+    set_text_options(shown)
+    vim.api.nvim_win_set_cursor(shown, { vim.api.nvim_buf_line_count(state.buf), 0 })
+  end
+  local input_win = vim.fn.win_findbuf(state.input)[1]
+  if not input_win then
+    vim.api.nvim_set_current_win(shown)
+    vim.cmd(
+      ('belowright %dsplit | buffer %d'):format(config.options.chat.input_height, state.input)
+    )
+    input_win = vim.api.nvim_get_current_win()
+    set_text_options(input_win)
+    vim.wo[input_win].winfixheight = true
+  end
+  vim.api.nvim_set_current_win(input_win)
+end
+
+--- Starts a new conversation in an empty transcript (`:SageChat!`).
+function M.reset()
+  M.cancel()
+  if state.buf and vim.api.nvim_buf_is_valid(state.buf) then
+    write(0, -1, header_lines())
+  end
+  state.chat_id = new_chat_id()
+  state.turns = 0
+end
+
+--- Shows the answer so far.
+---@param running sage.RunningTurn
+local function show_answer(running)
+  write(running.first, -1, split(running.text))
+end
+
+--- Ends the running turn: the answer that arrived, a blank line, then `lines`.
+---@param lines string[]
+local function end_turn(lines)
+  local running = assert(state.running)
+  state.turns = math.max(state.turns, running.turn or 0)
+  state.running = nil
+  local shown = running.text == '' and {} or split(running.text)
+  if #shown > 0 and #lines > 0 then
+    table.insert(shown, '')
+  end
+  write(running.first, -1, vim.list_extend(vim.list_extend(shown, lines), { '' }))
+end
+
+---@param result table The result of `sage/chat`.
+local function finish(result)
+  local running = assert(state.running)
+  running.text = result.text
+  running.turn = result.turn
+  local lines = {}
+  if result.finishReason == 'length' then
+    table.insert(lines, '_[cut at the token limit]_')
+  end
+  if result.sources and #result.sources > 0 then
+    table.insert(lines, '**Sources**')
+    for _, source in ipairs(result.sources) do
+      local heading = source.heading ~= vim.NIL and source.heading or ''
+      local where = heading ~= '' and (source.path .. ' § ' .. heading) or source.path
+      table.insert(lines, ('- [%d] %s — %s'):format(source.n, source.title, where))
+    end
+  end
+  end_turn(lines)
+end
+
+--- Asks `message` in the chat's conversation and streams the answer into the transcript.
+---@param message string
+function M.send(message)
+  M.open()
+  if state.running then
+    vim.notify('sage: an answer is still being written; stop it first', vim.log.levels.WARN)
+    return
+  end
+  append({ '## You', '' })
+  append(split(message))
+  append({ '', '## Sage', '' })
+  ---@type sage.RunningTurn
+  local running = { text = '', first = vim.api.nvim_buf_line_count(state.buf) }
+  append({ WAITING })
+  state.running = running
+  local params = { message = message, chatId = state.chat_id }
+  client.with_client(function(c)
+    if state.running ~= running then
+      return -- stopped while the server was starting
+    end
+    if not c then
+      end_turn({ '[error] the server did not start; see :checkhealth sage' })
+      return
+    end
+    running.client = c
+    running.request_id = client.request(c, 'sage/chat', params, function(err, result)
+      if state.running ~= running then
+        return
+      end
+      if err then
+        end_turn({ '[error] ' .. client.error_line(err) })
+      else
+        finish(result)
+      end
+    end)
+    if not running.request_id then
+      end_turn({ '[error] the server has stopped; :SageChat starts it again' })
+    end
+  end)
+end
+
+--- Handles `sage/chatChunk`: appends the delta to the running answer. A chunk with index 0
+--- starts the answer afresh, so late chunks of a stopped turn never mix into the next one.
+---@param params {chatId: string, turn: integer, index: integer, delta: string}
+function M.on_chunk(params)
+  local running = state.running
+  if not running or params.chatId ~= state.chat_id or params.turn <= state.turns then
+    return
+  end
+  if params.index == 0 then
+    running.turn = params.turn
+    running.text = ''
+  elseif params.turn ~= running.turn then
+    return
+  end
+  running.text = running.text .. params.delta
+  show_answer(running)
+end
+
+--- Stops the running answer (`$/cancelRequest`); the part that arrived stays, marked
+--- `[cancelled]`, and the server keeps it in the conversation's history.
+---@return boolean stopped false when no answer was running.
+function M.cancel()
+  local running = state.running
+  if not running then
+    return false
+  end
+  if running.request_id then
+    client.cancel(assert(running.client), running.request_id)
+  end
+  end_turn({ '[cancelled]' })
+  return true
+end
+
+--- True while an answer is being written.
+---@return boolean
+function M.answering()
+  return state.running ~= nil
+end
+
+--- The id of the chat's conversation (for `sage/chat/history`).
+---@return string
+function M.chat_id()
+  return state.chat_id
+end
+
+return M

