@@ -362,12 +362,13 @@ def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: boo
 
 
 def apply_valid(
-    base: Settings, raw: Mapping[str, object], source: str
+    base: Settings, raw: Mapping[str, object], source: str, *, current: Settings | None = None
 ) -> tuple[Settings, list[str]]:
     """Apply every valid key of one source; return the settings and an error per bad key.
 
-    For editors: a bad value is reported and the previous value stays, while the good keys of
-    the same change still take effect. Unknown keys are ignored.
+    For editors: a bad value is reported and the previous value stays (the one in ``current``,
+    by default ``base``), while the good keys of the same change still take effect. Unknown keys
+    are ignored.
     """
     settings = base
     errors: list[str] = []
@@ -376,7 +377,19 @@ def apply_valid(
             settings = apply(settings, {key: value}, source, strict=False)
         except SettingsError as exc:
             errors.append(str(exc))
+            spec = spec_for(key)
+            if current is not None and spec is not None:
+                settings = _copy_setting(settings, current, spec.name)
     return settings, errors
+
+
+def _copy_setting(settings: Settings, source: Settings, name: str) -> Settings:
+    """``settings`` with the value of setting ``name`` (``top_k``, ``vllm.python``) taken from
+    ``source``."""
+    group, _, attr = name.rpartition(".")
+    if group:
+        return replace(settings, vllm=replace(settings.vllm, **{attr: getattr(source.vllm, attr)}))
+    return replace(settings, **{attr: getattr(source, attr)})
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:

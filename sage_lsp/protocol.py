@@ -151,6 +151,8 @@ class Source:
     """Section heading."""
     score: float
     """Retrieval score."""
+    uri: str | None = None
+    """``file:`` URI of the document (``path`` is relative to the folder that was indexed)."""
 
 
 @dataclass(frozen=True)

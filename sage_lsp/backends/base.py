@@ -80,6 +80,8 @@ class Passage:
     """The passage itself."""
     score: float = 0.0
     """Retrieval score (higher is better)."""
+    uri: str | None = None
+    """``file:`` URI of that document, when the folder it was indexed from is known."""
 
 
 @dataclass(frozen=True)

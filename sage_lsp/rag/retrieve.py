@@ -72,11 +72,17 @@ def retrieve(settings: Settings, name: str | None, question: str, k: int) -> lis
     when retrieval is off), numbered from 1."""
     if name is None or is_small_talk(question):
         return []
-    hits = open_index(settings, name).search(question, k)
+    index = open_index(settings, name)
+    hits = index.search(question, k)
+    source = index.manifest().get("source_dir") if hits else None
+    root = Path(source) if isinstance(source, str) else None
     return [
-        Passage(n, h.title, h.doc_path, h.heading, h.text, round(h.score, 4))
+        Passage(
+            n, h.title, h.doc_path, h.heading, h.text, round(h.score, 4),
+            (root / h.doc_path).as_uri() if root else None,
+        )
         for n, h in enumerate(hits, 1)
-    ]
+    ]  # fmt: skip
 
 
 def context_block(passages: Sequence[Passage]) -> str:

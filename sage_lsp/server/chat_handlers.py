@@ -96,7 +96,8 @@ class ChatHandlers:
                 round(result.tokens_per_second, 2),
             ),
             sources=[
-                protocol.Source(s.n, s.title, s.path, s.heading, s.score) for s in result.passages
+                protocol.Source(s.n, s.title, s.path, s.heading, s.score, s.uri)
+                for s in result.passages
             ],
             usage=protocol.Usage(result.usage.prompt_tokens, result.usage.completion_tokens)
             if result.usage

@@ -33,6 +33,9 @@ class ConfigHandlers:
         self.server = server
         self.session = server.session
         self._can_pull = False
+        self.base = server.session.settings
+        """The settings the session started with, ``initializationOptions`` included: what a
+        pushed or pulled ``sage`` section is applied over."""
 
     def register(self) -> None:
         """Register every handler of the group with the server."""
@@ -50,6 +53,7 @@ class ConfigHandlers:
             self.session.settings = settings
             self.server.show_errors(errors)
             self.server.set_log_level(settings.log_level)
+        self.base = self.session.settings
         if params.process_id is not None:
             self.server.watch_editor(params.process_id)
 
@@ -82,8 +86,13 @@ class ConfigHandlers:
             await self.apply(section, "workspace/configuration")
 
     async def apply(self, section: dict[str, Any], source: str) -> None:
-        """Apply the valid keys; report each bad one and keep its previous value."""
-        settings, errors = apply_valid(self.session.settings, section, source)
+        """Take ``section`` as the client's whole ``sage`` configuration.
+
+        It is applied over the start-up settings, so a key the client no longer sends goes back
+        to its start-up value (the user unset it). Each bad key is reported and keeps its
+        current value.
+        """
+        settings, errors = apply_valid(self.base, section, source, current=self.session.settings)
         self.server.show_errors(errors)
         self.server.set_log_level(settings.log_level)
         await self.session.reconfigure(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from lsprotocol import types
@@ -137,6 +138,25 @@ async def test_bad_configuration_value_is_shown_and_the_old_value_stays(
     assert message.type == types.MessageType.Error
     assert "topK = 50" in message.message and "between 1 and 20" in message.message
     assert (await request(client, protocol.CHAT, {"message": "still fine"}))["text"]
+
+
+async def test_a_setting_the_user_removes_goes_back_to_its_start_up_value(
+    client: LanguageClient,
+) -> None:
+    async def push(settings: dict[str, object]) -> dict[str, Any]:
+        client.set_configuration(settings, section="sage")
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"sage": settings})
+        )
+        await asyncio.sleep(0.2)
+        return await request(client, protocol.BACKEND_STATUS, {})
+
+    assert (await push({"backend": "vllm", "baseUrl": "http://127.0.0.1:9/v1"}))[
+        "backend"
+    ] == "vllm"
+    status = await push({})  # the user removed both settings: back to initializationOptions
+    assert status["backend"] == "mock"
+    assert "mock backend" in (await request(client, protocol.CHAT, {"message": "q"}))["text"]
 
 
 async def test_log_lines_reach_the_editor_at_the_configured_level(client: LanguageClient) -> None:

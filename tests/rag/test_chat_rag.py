@@ -112,6 +112,7 @@ async def test_language_server_retrieves_lists_and_ingests(tmp_path: Path) -> No
     sources = cited["result"]["sources"]
     assert 1 <= len(sources) <= 2 and sources[0]["path"] == "guide.md"
     assert sources[0]["heading"] == "Stopping" and sources[0]["n"] == 1
+    assert sources[0]["uri"] == (docs / "guide.md").resolve().as_uri()
     assert "[1]" in cited["result"]["text"]
     bad = await client.request(protocol.INDEX_INGEST, {"source": str(docs), "index": "../x"})
     assert bad["error"]["code"] == protocol.INVALID_PARAMS
