@@ -4,8 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The Python with vLLM (CPU build), torch, transformers and peft: runs and merges real models.
 VLLM_VENV ?= .venv-vllm
+# The VS Code extension (TypeScript, built with npm) and Debian's Chromium for its panel tests.
+VSCODE := editors/vscode
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: chat install dev vllm-env test test-fast lint bench clean
+.PHONY: chat install dev vllm-env vscode browser test test-fast test-editors lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,18 +40,40 @@ vllm-env: $(VLLM_VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
+$(VSCODE)/node_modules/.package-lock.json: $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund --loglevel=error
+
+## vscode: install the extension's npm packages, bundle it and package editors/vscode/sage-lsp-*.vsix
+vscode: $(VSCODE)/node_modules/.package-lock.json
+	cd $(VSCODE) && npm run --silent package
+
+# The chat panel's browser tests drive Debian's Chromium (never a browser that npm downloads).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the chat panel tests need Debian's chromium: sudo apt-get install chromium" >&2; \
+	    exit 1; fi; }
+
 ## chat: make the virtual environment, install sage-lsp and start `sage chat` (mock backend)
 chat: install
 	$(BIN)/sage chat
 
-## lint: ruff and mypy --strict
-lint: dev
+## lint: ruff and mypy --strict on the Python side, tsc and eslint on the VS Code extension
+lint: dev $(VSCODE)/node_modules/.package-lock.json
 	$(BIN)/ruff check sage_lsp tests bench
 	$(BIN)/ruff format --check sage_lsp tests bench
 	$(BIN)/mypy sage_lsp
+	cd $(VSCODE) && npm run --silent typecheck && npm run --silent lint
 
-## test: lint, then every test tier (what CI runs), the real vLLM tier included
-test: lint vllm-env
+## test-editors: the VS Code extension's tests (its panel in Chromium) and the Neovim plugin's
+test-editors: dev vscode browser
+	cd $(VSCODE) && npm test
+	$(BIN)/pytest -m editors
+
+## test: lint, then every test tier (what CI runs): the editors, the real vLLM tier included
+test: lint vllm-env vscode browser
+	cd $(VSCODE) && npm test
 	$(BIN)/pytest
 
 ## test-fast: the quick tier only (under a minute)
@@ -61,3 +86,4 @@ bench: dev vllm-env
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VSCODE)/node_modules $(VSCODE)/dist $(VSCODE)/out $(VSCODE)/*.vsix

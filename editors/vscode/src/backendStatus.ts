@@ -1,0 +1,47 @@
+/** How the backend's state reads in the status bar. */
+import type { BackendState, StatusChange } from './protocol';
+
+/** The status bar's text, tooltip and whether it shows an error. */
+export interface StatusView {
+  text: string;
+  tooltip: string;
+  error: boolean;
+}
+
+const ICONS: Record<BackendState, string> = {
+  idle: '$(circle-outline)',
+  merging: '$(sync~spin)',
+  starting: '$(sync~spin)',
+  ready: '$(check)',
+  error: '$(error)',
+  stopped: '$(debug-stop)',
+};
+
+/**
+ * The phase to show: the server reports a merge as `starting` with a message that begins with
+ * "merging", and a stop as `idle` with the message "stopped".
+ */
+export function displayedState(status: StatusChange): BackendState {
+  if (status.state === 'starting' && /^merging/i.test(status.message ?? '')) {
+    return 'merging';
+  }
+  if (status.state === 'idle' && status.message === 'stopped') {
+    return 'stopped';
+  }
+  return status.state;
+}
+
+/** The view of `status`; undefined means no state is known yet. */
+export function describeStatus(status: StatusChange | undefined): StatusView {
+  if (!status) {
+    return { text: '$(comment-discussion) Sage', tooltip: 'Sage: connecting to the language server…', error: false };
+  }
+  const state = displayedState(status);
+  const name = status.model ?? status.backend;
+  const heading = `Sage (${status.backend}${status.model ? `, ${status.model}` : ''}): ${state}`;
+  return {
+    text: `${ICONS[state]} Sage: ${name} ${state}`,
+    tooltip: status.message ? `${heading}\n${status.message}` : heading,
+    error: state === 'error',
+  };
+}

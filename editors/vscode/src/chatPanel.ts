@@ -1,0 +1,67 @@
+/** The chat webview panel: created on demand, fed the controller's actions, state re-sent on show. */
+import * as vscode from 'vscode';
+import type { ChatController } from './chatController';
+import type { Disposable } from './connection';
+import type { WebviewMessage } from './panelMessages';
+import { makeNonce, renderPanelHtml } from './panelHtml';
+import { isBusy } from './panelState';
+
+/** One panel at a time, showing the controller's conversation. */
+export class ChatPanel implements vscode.Disposable {
+  private panel: vscode.WebviewPanel | undefined;
+  private readonly subscription: Disposable;
+
+  /** `extensionUri` locates dist/webview.js and media/chat.css. */
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly controller: ChatController,
+  ) {
+    this.subscription = controller.onAction((action) => void this.panel?.webview.postMessage(action));
+  }
+
+  /** Shows the panel, creating it when needed. */
+  show(): void {
+    if (this.panel) {
+      this.panel.reveal();
+      return;
+    }
+    const roots = [vscode.Uri.joinPath(this.extensionUri, 'dist'), vscode.Uri.joinPath(this.extensionUri, 'media')];
+    // The webview is rebuilt when shown again; it then asks for the state (`ready`), which the host keeps.
+    const panel = vscode.window.createWebviewPanel('sage.chat', 'Sage Chat', vscode.ViewColumn.Beside, {
+      enableScripts: true,
+      localResourceRoots: roots,
+    });
+    const { webview } = panel;
+    webview.html = renderPanelHtml({
+      cspSource: webview.cspSource,
+      nonce: makeNonce(),
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js')).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css')).toString(),
+    });
+    webview.onDidReceiveMessage((message: WebviewMessage) =>
+      this.controller.handleMessage(message).catch((error: unknown) => {
+        void vscode.window.showErrorMessage(`Sage: ${error instanceof Error ? error.message : String(error)}`);
+      }),
+    );
+    panel.onDidDispose(() => {
+      this.panel = undefined;
+    });
+    this.panel = panel;
+  }
+
+  /** Shows the panel and asks `question` in the conversation. */
+  async ask(question: string): Promise<void> {
+    this.show();
+    if (isBusy(this.controller.current)) {
+      void vscode.window.showInformationMessage('Sage: an answer is being written; stop it or wait, then ask again.');
+      return;
+    }
+    await this.controller.ask(question);
+  }
+
+  /** Closes the panel. */
+  dispose(): void {
+    this.subscription.dispose();
+    this.panel?.dispose();
+  }
+}

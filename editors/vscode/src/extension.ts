@@ -1,0 +1,52 @@
+/** The extension's entry point: wires the client, the chat panel, the status bar and the commands. */
+import * as vscode from 'vscode';
+import { ChatController } from './chatController';
+import { ChatPanel } from './chatPanel';
+import { SageClient } from './client';
+import { registerCommands, SHOW_STATUS_COMMAND } from './commands';
+import { VsCodeEditorActions } from './editorActions';
+import { StatusBar } from './statusBar';
+
+let client: SageClient | undefined;
+
+async function reportStartFailure(error: unknown): Promise<void> {
+  const reason = error instanceof Error ? error.message : String(error);
+  const choice = await vscode.window.showErrorMessage(
+    `Sage: the language server did not start (${reason}). Check the setting sage.server.command.`,
+    'Open Settings',
+    'Show Output',
+  );
+  if (choice === 'Open Settings') {
+    await vscode.commands.executeCommand('workbench.action.openSettings', 'sage.server.command');
+  } else if (choice === 'Show Output') {
+    await vscode.commands.executeCommand('sage.showOutput');
+  }
+}
+
+/** Called by VS Code when the extension activates. */
+export function activate(context: vscode.ExtensionContext): void {
+  const output = vscode.window.createOutputChannel('Sage');
+  const sage = new SageClient(output);
+  client = sage;
+  const editor = new VsCodeEditorActions(sage);
+  const controller = new ChatController(sage, editor);
+  const panel = new ChatPanel(context.extensionUri, controller);
+  const status = new StatusBar(sage, SHOW_STATUS_COMMAND);
+  context.subscriptions.push(
+    output,
+    sage,
+    editor,
+    controller,
+    panel,
+    status,
+    ...registerCommands({ client: sage, panel, status, output }),
+    vscode.workspace.onDidChangeConfiguration((event) => sage.settingsChanged(event).catch(reportStartFailure)),
+  );
+  sage.start().catch(reportStartFailure);
+}
+
+/** Called by VS Code when the extension deactivates: ends the server session. */
+export async function deactivate(): Promise<void> {
+  await client?.stop();
+  client = undefined;
+}

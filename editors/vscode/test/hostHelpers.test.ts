@@ -1,0 +1,112 @@
+/** The host's pure helpers: settings sent, server command, error lines, status text, texts, CSP. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { describeStatus } from '../src/backendStatus';
+import { pipelineFileName, questionAboutCode } from '../src/commandText';
+import { errorLine } from '../src/errors';
+import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
+import { splitCommand } from '../src/shellWords';
+import { userSettings, type InspectedSetting } from '../src/userSettings';
+
+describe('settings sent to the server', () => {
+  const inspected: Record<string, InspectedSetting & { defaultValue?: unknown }> = {
+    backend: { defaultValue: 'mock', globalValue: 'compatible' },
+    model: { defaultValue: '', globalValue: 'm', workspaceValue: 'w', workspaceFolderValue: 'f' },
+    index: { defaultValue: 'docs-public' },
+    topK: { defaultValue: 4, workspaceValue: 7 },
+    baseUrl: { defaultValue: '', globalValue: '  ' },
+    'vllm.python': { defaultValue: '', globalValue: '/opt/vllm/bin/python' },
+    'vllm.serveAdapter': { defaultValue: false, workspaceValue: false },
+    'server.command': { defaultValue: 'sage lsp', globalValue: 'other lsp' },
+  };
+
+  it('holds only what the person set, most specific scope first, vllm nested, no server keys', () => {
+    assert.deepEqual(
+      userSettings((key) => inspected[key]),
+      { backend: 'compatible', model: 'f', topK: 7, vllm: { python: '/opt/vllm/bin/python', serveAdapter: false } },
+    );
+  });
+
+  it('is empty when nothing is set', () => {
+    assert.deepEqual(userSettings(() => ({})), {});
+  });
+});
+
+describe('server command', () => {
+  it('splits like a shell', () => {
+    assert.deepEqual(splitCommand('sage lsp'), ['sage', 'lsp']);
+    assert.deepEqual(splitCommand(`  "/my dir/python"  -m   sage_lsp 'a b' c\\ d "x\\"y" ''`), ['/my dir/python', '-m', 'sage_lsp', 'a b', 'c d', 'x"y', '']);
+    assert.deepEqual(splitCommand('~/venv/bin/sage lsp ~x', '/home/me'), ['/home/me/venv/bin/sage', 'lsp', '~x']);
+    assert.deepEqual(splitCommand('   '), []);
+  });
+
+  it('refuses an unclosed quote', () => {
+    assert.throws(() => splitCommand('sage "lsp'), /unclosed "/);
+  });
+});
+
+describe('error lines', () => {
+  it('shows the message of a backend error, with the hint it lacks', () => {
+    const line = errorLine({ code: -32002, message: 'no model x', data: { name: 'x', searched: [], hint: 'check --model' } });
+    assert.equal(line, 'no model x — check --model');
+    const already = errorLine({ code: -32001, message: 'cannot reach u — try --backend mock', data: { hint: 'try --backend mock' } });
+    assert.equal(already, 'cannot reach u — try --backend mock');
+  });
+
+  it('adds the last log line of a failed service and the errors of a failed pipeline, on one line', () => {
+    const service = errorLine({ code: -32003, message: 'vLLM exited\n(code 1)', data: { logPath: '/l', logTail: 'a\nOOM: no memory\n\n', exitCode: 1 } });
+    assert.equal(service, 'vLLM exited (code 1) — log: OOM: no memory');
+    const pipeline = errorLine({ code: -32004, message: 'no valid plan', data: { errors: ['stage 1: bad', 'stage 2: worse'] } });
+    assert.equal(pipeline, 'no valid plan — stage 1: bad; stage 2: worse');
+  });
+
+  it('reads plain errors too', () => {
+    assert.equal(errorLine(new Error('spawn sage ENOENT')), 'spawn sage ENOENT');
+  });
+});
+
+describe('status bar text', () => {
+  it('spins while the model starts or merges', () => {
+    assert.match(describeStatus({ state: 'starting', backend: 'vllm', model: null }).text, /^\$\(sync~spin\) Sage: vllm starting/);
+    assert.match(describeStatus({ state: 'starting', backend: 'finetune', model: 'm', message: 'merging m' }).text, /sync~spin.*merging/);
+  });
+
+  it('names the model when ready, flags errors, tells a stop from idle', () => {
+    assert.equal(describeStatus({ state: 'ready', backend: 'compatible', model: 'tiny' }).text, '$(check) Sage: tiny ready');
+    const error = describeStatus({ state: 'error', backend: 'ollama', model: null, message: 'refused' });
+    assert.equal(error.error, true);
+    assert.match(error.tooltip, /refused/);
+    assert.match(describeStatus({ state: 'idle', backend: 'mock', model: null, message: 'stopped' }).text, /stopped$/);
+    assert.match(describeStatus({ state: 'idle', backend: 'mock', model: null }).text, /idle$/);
+  });
+});
+
+describe('command texts', () => {
+  it('fences the selection with its language, longer than any fence inside', () => {
+    assert.equal(questionAboutCode(' Why? ', 'python', 'x = 1'), 'Why?\n\n```python\nx = 1\n```');
+    assert.equal(questionAboutCode('Q', 'markdown', '```js\n```\n'), 'Q\n\n````markdown\n```js\n```\n````');
+  });
+
+  it('names a pipeline file after its description', () => {
+    assert.equal(pipelineFileName('Answer questions about our docs, with retrieval!'), 'answer-questions-about-our-docs.sage.yaml');
+    assert.equal(pipelineFileName('???'), 'pipeline.sage.yaml');
+  });
+});
+
+describe('panel HTML', () => {
+  it('has a strict policy: nothing by default, style from the webview, script by nonce', () => {
+    const csp = contentSecurityPolicy('https://webview.test', 'n0nce');
+    assert.match(csp, /^default-src 'none'/);
+    assert.match(csp, /style-src https:\/\/webview\.test(;|$)/);
+    assert.match(csp, /script-src 'nonce-n0nce'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe-(inline|eval)/);
+  });
+
+  it('loads one script with the nonce and no inline handlers', () => {
+    const html = renderPanelHtml({ cspSource: 'https://w', nonce: 'abc', scriptUri: 'https://w/webview.js', styleUri: 'https://w/chat.css' });
+    assert.equal(html.match(/<script/g)?.length, 1);
+    assert.match(html, /<script nonce="abc" src="https:\/\/w\/webview.js"><\/script>/);
+    assert.doesNotMatch(html, /\son[a-z]+=/i);
+    assert.doesNotMatch(html, /style=/);
+  });
+});

@@ -1,0 +1,163 @@
+/**
+ * The extension's chat controller against the REAL `sage lsp`, over a vscode-jsonrpc connection on
+ * the process's stdio: the handshake, settings, a streamed answer, Stop, status, errors, sources.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { ChatController } from '../src/chatController';
+import type { SageConnection } from '../src/connection';
+import type { PanelAction } from '../src/panelState';
+import { ErrorCodes, Methods, type BackendStatus, type ChatResult, type HistoryResult } from '../src/protocol';
+import { userSettings, type InspectedSetting } from '../src/userSettings';
+import { startOpenAIServer, type OpenAIServer } from './support/openaiServer';
+import { closedPort } from './support/ports';
+import { waitFor } from './support/processes';
+import { startSageServer, type SageServer } from './support/sageServer';
+import { RecordingEditor } from './support/stubEditor';
+
+function chunkDeltas(actions: PanelAction[]): string[] {
+  return actions.flatMap((action) => (action.type === 'chunk' ? [action.chunk.delta] : []));
+}
+
+describe('chat controller with sage lsp and an OpenAI-compatible server', () => {
+  let fast: OpenAIServer;
+  let slow: OpenAIServer;
+  let server: SageServer;
+  let controller: ChatController;
+  const actions: PanelAction[] = [];
+
+  before(async () => {
+    [fast, slow] = await Promise.all([startOpenAIServer(['--delay', '0.01']), startOpenAIServer(['--delay', '0.05', '--repeat', '40'])]);
+    // What VS Code's inspect() reports: defaults for every key, values only for what was set.
+    const inspected: Record<string, InspectedSetting & { defaultValue: unknown }> = {
+      backend: { defaultValue: 'mock', globalValue: 'compatible' },
+      baseUrl: { defaultValue: '', workspaceValue: fast.baseUrl },
+      model: { defaultValue: '', globalValue: 'tiny-model' },
+      index: { defaultValue: 'docs-public' },
+      topK: { defaultValue: 4 },
+    };
+    server = await startSageServer({ configuration: userSettings((key) => inspected[key]) });
+    controller = new ChatController(server.connection, new RecordingEditor());
+    controller.onAction((action) => actions.push(action));
+  });
+
+  after(async () => {
+    controller.dispose();
+    await Promise.all([server.stop(), fast.stop(), slow.stop()]);
+  });
+
+  it('speaks protocol version 1 and lists the sage methods', () => {
+    const connection: SageConnection = server.connection; // a MessageConnection is a SageConnection
+    assert.ok(connection);
+    assert.equal(server.capabilities.experimental?.sage?.version, 1);
+    assert.ok(server.capabilities.experimental.sage.methods.includes(Methods.chat));
+  });
+
+  it('streams an answer whose chunks concatenate to the result', async () => {
+    const end = await controller.ask('How do I write a map stage?');
+    assert.equal(end?.type, 'finished');
+    const { result } = end as { result: ChatResult };
+    const deltas = chunkDeltas(actions);
+    assert.ok(deltas.length > 5, `only ${deltas.length} chunks`);
+    assert.equal(deltas.join(''), result.text);
+    assert.match(result.text, /```python\ndef double/);
+    const turn = controller.current.turns[0];
+    assert.equal(turn?.status, 'done');
+    assert.equal(turn.answer, result.text);
+  });
+
+  it('was configured by the workspace/configuration answer, which held only the set keys', async () => {
+    assert.deepEqual(server.configurationAnswers, [{ backend: 'compatible', baseUrl: fast.baseUrl, model: 'tiny-model' }]);
+    const status = await server.connection.sendRequest<BackendStatus>(Methods.backendStatus, {});
+    assert.equal(status.backend, 'compatible');
+    assert.equal(status.model, 'tiny-model');
+    assert.deepEqual(server.messages, []);
+  });
+
+  it('reports the backend state as it changes', async () => {
+    assert.deepEqual(
+      server.statuses.slice(0, 2).map((s) => s.state),
+      ['starting', 'ready'],
+    );
+    await server.connection.sendRequest(Methods.backendStop, {});
+    await waitFor(() => server.statuses.at(-1)?.message === 'stopped', 'the stopped status');
+    assert.equal(server.statuses.at(-1)?.state, 'idle');
+  });
+
+  it('stops an answer: -32800, the partial answer stays in history, the upstream stream is closed', async () => {
+    // A pushed section is the whole configuration, as the extension sends it.
+    await server.pushSettings({ backend: 'compatible', model: 'tiny-model', baseUrl: slow.baseUrl });
+    await controller.newChat();
+    const asking = controller.ask('Tell me everything.');
+    await waitFor(() => (controller.current.turns[0]?.nextIndex ?? 0) >= 5, 'five chunks');
+    controller.stop();
+    const end = await asking;
+    assert.equal(end?.type, 'cancelled');
+    const turn = controller.current.turns[0];
+    assert.equal(turn?.status, 'cancelled');
+    assert.ok(turn.answer.length > 0);
+    const history = await server.connection.sendRequest<HistoryResult>(Methods.chatHistory, { chatId: controller.current.chatId });
+    assert.deepEqual(history.messages.map((m) => m.role), ['user', 'assistant']);
+    assert.equal(history.messages[1]?.content, turn.answer, 'history holds what the panel shows');
+    const streams = await slow.streams();
+    assert.equal(streams.at(-1)?.completed, false);
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      gone = (await slow.streams()).at(-1)?.clientGone === true;
+      await sleep(50);
+    }
+    assert.ok(gone, 'the HTTP stream to the model was closed');
+  });
+
+  it('fails a cancelled request with -32800 (RequestCancelled)', async () => {
+    const source = new CancellationTokenSource();
+    const request = server.connection.sendRequest<ChatResult>(Methods.chat, { message: 'again', chatId: 'raw-cancel' }, source.token);
+    setTimeout(() => {
+      source.cancel();
+    }, 300);
+    await assert.rejects(request, (error: { code?: number }) => error.code === ErrorCodes.requestCancelled);
+  });
+
+  it('shows a failure in one line, drops the empty turn and hands the question back', async () => {
+    await server.pushSettings({ backend: 'compatible', baseUrl: `http://127.0.0.1:${await closedPort()}/v1` });
+    await controller.newChat();
+    const end = await controller.ask('Will this fail?');
+    assert.equal(end?.type, 'failed');
+    const { error, turns } = controller.current;
+    assert.deepEqual(turns, []);
+    assert.equal(error?.question, 'Will this fail?');
+    assert.match(error.message, /cannot reach .* connection refused/);
+    assert.doesNotMatch(error.message, /\n/);
+  });
+});
+
+describe('chat controller with the mock backend and a retrieval index', () => {
+  let server: SageServer;
+
+  before(async () => {
+    server = await startSageServer({ initializationOptions: { backend: 'mock', index: 'notes' } });
+    await server.ingestNotes('notes');
+  });
+
+  after(async () => {
+    await server.stop();
+  });
+
+  it('returns the sources of an answer with their paths', async () => {
+    const controller = new ChatController(server.connection, new RecordingEditor());
+    const end = await controller.ask('How do I create a virtual environment?');
+    controller.dispose();
+    assert.equal(end?.type, 'finished');
+    const turn = controller.current.turns[0];
+    assert.ok(turn && turn.sources.length > 0, 'some sources');
+    assert.equal(turn.sources[0]?.path, 'guide/install.md');
+    const uri = turn.sources[0].uri ?? '';
+    assert.match(uri, /^file:\/\/\/.*\/notes\/guide\/install\.md$/);
+    assert.ok(existsSync(fileURLToPath(uri)), 'the source URI names a file that exists');
+    assert.match(turn.answer, /virtual environment/);
+  });
+});

@@ -1,0 +1,57 @@
+/** The repository's OpenAI-compatible test server (tests.support.openai_server) as a child process. */
+import { createInterface } from 'node:readline';
+import { repoRoot, sagePython } from './paths';
+import { spawnTracked, stopProcess } from './processes';
+
+/** One streamed response as the server saw it. */
+export interface StreamRecord {
+  chunksSent: number;
+  completed: boolean;
+  clientGone: boolean;
+}
+
+/** A running test server. */
+export interface OpenAIServer {
+  /** `http://127.0.0.1:PORT/v1` */
+  baseUrl: string;
+  /** The streams it served so far. */
+  streams(): Promise<StreamRecord[]>;
+  stop(): Promise<void>;
+}
+
+/** Starts the server with `args` (`--delay`, `--repeat`, `--answer`) and waits for its URL. */
+export async function startOpenAIServer(args: string[]): Promise<OpenAIServer> {
+  const child = spawnTracked(sagePython(), ['-m', 'tests.support.openai_server', ...args], {
+    cwd: repoRoot,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const stdout = child.stdout;
+  if (!stdout) {
+    throw new Error('the openai test server has no stdout');
+  }
+  const lines = createInterface({ input: stdout });
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error('the openai test server printed no URL in 15 s'));
+    }, 15_000);
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      resolve(line.trim());
+    });
+    child.once('exit', (code) => {
+      reject(new Error(`the openai test server exited (${String(code)})`));
+    });
+  });
+  const origin = new URL(baseUrl).origin;
+  return {
+    baseUrl,
+    async streams() {
+      const response = await fetch(`${origin}/_test/streams`);
+      return ((await response.json()) as { streams: StreamRecord[] }).streams;
+    },
+    async stop() {
+      lines.close();
+      await stopProcess(child);
+    },
+  };
+}
