@@ -171,23 +171,37 @@ def test_chat_streams_the_answer_into_the_buffer(nvim: str, tmp_path: Path) -> N
 
 
 def test_answer_lists_its_sources(nvim: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    (notes / "guide").mkdir(parents=True)
+    (notes / "guide" / "install.md").write_text(
+        "# Installing\n\n## Virtual environment\n\nCreate a virtual environment with "
+        "`python -m venv .venv`, then install sage-lsp into the virtual environment.\n"
+    )
+    (notes / "pipelines.md").write_text("# Pipelines\n\n## Map\n\nA map stage maps records.\n")
+    ingest = [sys.executable, "-m", "sage_lsp.cli", "chat", "ingest", "--index", "notes"]
+    subprocess.run([*ingest, "--source", str(notes)], check=True, capture_output=True, timeout=60)
     result = run_nvim(
         nvim,
         tmp_path,
         """
         H.setup()
-        vim.cmd('SageChat how do I cancel a chat request?')
+        vim.cmd('SageChat how do I create a virtual environment?')
         H.wait(20000, H.answers_ended(1), 'the answer')
         H.result.chat = H.chat_text()
+        -- gf on the first source, in the transcript's window, opens its file
+        vim.api.nvim_set_current_win(vim.fn.bufwinid(H.chat_buf()))
+        vim.fn.search('notes/guide/install.md')
+        vim.cmd('normal! gf')
+        H.result.opened = vim.api.nvim_buf_get_name(0)
         """,
-        setup={"cmd": SERVER, "settings": {"backend": "mock", "index": "docs-public"}},
+        setup={"cmd": SERVER, "settings": {"backend": "mock", "index": "notes"}},
     )
     answer, sources = result["chat"].split("## Sage\n\n", 1)[1].split("\n\n**Sources**\n")
-    assert answer.startswith("From the docs (Editor protocol v1")
-    assert "$/cancelRequest" in answer
+    assert answer.startswith("From the docs (Installing — Virtual environment) [1]")
+    assert "python -m venv .venv" in answer
     lines = sources.strip().splitlines()
-    assert len(lines) == 4
-    assert lines[0] == "- [1] Editor protocol v1 — protocol.md § Requests > `sage/chat`"
+    assert lines[0] == "- [1] Installing — notes/guide/install.md § Virtual environment"
+    assert Path(result["opened"]) == (notes / "guide" / "install.md").resolve()
 
 
 def test_ctrl_c_cancels_the_answer_upstream(nvim: str, tmp_path: Path, slow_model: str) -> None:

@@ -210,7 +210,11 @@ local function finish(result)
     table.insert(lines, '**Sources**')
     for _, source in ipairs(result.sources) do
       local heading = source.heading ~= vim.NIL and source.heading or ''
-      local where = heading ~= '' and (source.path .. ' § ' .. heading) or source.path
+      -- The document's own file when the server sends its URI (so `gf` opens it), shortened
+      -- to the working directory or ~; else the path inside the indexed folder.
+      local uri = source.uri ~= vim.NIL and source.uri or nil
+      local path = uri and vim.fn.fnamemodify(vim.uri_to_fname(uri), ':~:.') or source.path
+      local where = heading ~= '' and (path .. ' § ' .. heading) or path
       table.insert(lines, ('- [%d] %s — %s'):format(source.n, source.title, where))
     end
   end
