@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,11 +130,18 @@ def test_backend_failure_in_the_repl_is_reported_and_the_repl_goes_on(
     child.close(force=True)
 
 
-def test_sources_after_an_answer_and_on_request() -> None:
-    child = spawn("--index", "docs-public")
-    ask(child, "how does the supervisor stop vLLM?", "sources: [1] ")
+def test_sources_after_an_answer_and_on_request(tmp_path: Path) -> None:
+    (tmp_path / "serving.md").write_text(
+        "# Model services\n\n## Stopping\n\nThe supervisor stops vLLM when its last holder "
+        "is gone: SIGTERM to the process group, then SIGKILL.\n"
+    )
+    (tmp_path / "notes.txt").write_text("Unrelated notes about colours and fonts.\n")
+    ingest = [sys.executable, "-m", "sage_lsp.cli", "chat", "ingest", "--index", "notes"]
+    subprocess.run([*ingest, "--source", str(tmp_path)], check=True, capture_output=True)
+    child = spawn("--index", "notes")
+    ask(child, "how does the supervisor stop vLLM?", "sources: [1] serving.md#stopping")
     out = ask(child, "/sources", "score")
-    assert "[1] Model services" in out
+    assert "[1] Model services — Stopping" in out and "serving.md" in out
     ask(child, "thanks!", "You said")
     ask(child, "/sources", "The last answer had no sources.")
     child.close(force=True)

@@ -31,7 +31,9 @@ def test_default_index_is_built_from_the_packaged_docs_and_cited(sage_home: Path
     result = sage("chat", "--index", "docs-public", "-q", "How does the supervisor stop vLLM?")
     assert result.returncode == 0, result.stderr
     assert "From the docs (" in result.stdout and "[1]" in result.stdout
-    assert "\nsources: [1] services.md" in result.stdout
+    # services.md explains it; the packaged docs change, so its rank among the four may too
+    [sources] = [line for line in result.stdout.splitlines() if line.startswith("sources: [1] ")]
+    assert "services.md#" in sources
     assert (sage_home / "cache" / "chat" / "docs-public.sqlite").is_file()
     shown = json.loads(sage("chat", "show").stdout)
     assert shown["index_name"] == "docs-public" and shown["num_chunks"] > 10
