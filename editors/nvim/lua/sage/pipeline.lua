@@ -54,7 +54,7 @@ function M.build(description)
   local params = { description = description, name = name, targetUri = vim.uri_from_fname(path) }
   vim.notify('sage: designing the pipeline…', vim.log.levels.INFO)
   client.call('sage/buildPipeline', params, function(result, c)
-    vim.fn.mkdir(vim.fs.dirname(path), 'p')
+    -- The edit's create (ignoreIfExists false) makes the folder and the file.
     vim.lsp.util.apply_workspace_edit(result.edit, c.offset_encoding)
     vim.cmd.edit(vim.fn.fnameescape(path))
     vim.cmd('silent write')
