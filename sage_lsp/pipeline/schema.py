@@ -98,16 +98,7 @@ class Plan:
                 "type": self.type,
             },
             "source": _ordered(self.source, KEYS["source"]),
-            "stages": [
-                {
-                    "id": s.id,
-                    "kind": s.kind,
-                    "class": s.cls,
-                    "params": s.params,
-                    "summary": s.summary,
-                }
-                for s in self.stages
-            ],
+            "stages": [_stage_data(s) for s in self.stages],
             "sink": _ordered(self.sink, KEYS["sink"]),
             "services": [_ordered(s, KEYS["services[]"]) for s in self.services],
             "monitors": self.monitors,
@@ -267,16 +258,7 @@ def parse_plan(
         description=str(pipeline.get("description") or ""),
         version=str(pipeline.get("version") or "1.0.0"),
         source=dict(data["source"]),
-        stages=[
-            Stage(
-                s["id"],
-                s["kind"],
-                s["class"],
-                dict(s.get("params") or {}),
-                str(s.get("summary") or ""),
-            )
-            for s in data["stages"]
-        ],
+        stages=[_stage(s) for s in data["stages"]],
         sink=dict(data["sink"]),
         services=[dict(s) for s in data.get("services") or []],
         monitors=list(data.get("monitors") or []),
