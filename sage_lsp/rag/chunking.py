@@ -64,16 +64,16 @@ def slug(heading: str) -> str:
 
 def _markdown_sections(text: str) -> list[tuple[int, str, int]]:
     """``(level, heading, offset of the line after it)`` for each heading outside code fences."""
-    found = []
+    found: list[tuple[int, str, int]] = []
     in_fence = False
     offset = 0
     for line in text.splitlines(keepends=True):
         if _FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence and (m := _MD_HEADING.match(line.rstrip("\n"))):
-            found.append((len(m.group(1)), m.group(2).strip(), offset, offset + len(line)))
+            found.append((len(m.group(1)), m.group(2).strip(), offset + len(line)))
         offset += len(line)
-    return [(level, heading, after) for level, heading, _, after in found] if found else []
+    return found
 
 
 def _rst_sections(text: str) -> list[tuple[int, str, int]]:

@@ -153,7 +153,12 @@ def match_query(query: str, terms: list[str] | None = None) -> str | None:
     terms = query_terms(query) if terms is None else terms
     if not terms:
         return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    return " OR ".join(_quoted(term) for term in terms)
+
+
+def _quoted(term: str) -> str:
+    """``term`` as an FTS5 string (a phrase of one token, operators taken literally)."""
+    return '"' + term.replace('"', '""') + '"'
 
 
 def index_dir(sage_home: Path) -> Path:
@@ -255,10 +260,9 @@ class DocIndex:
             shape = f"{chunk_size}/{chunk_overlap}"
             rechunk = self._meta(db, "chunking") not in (None, shape)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('chunking', ?)", (shape,))
-            known = {} if rechunk else dict(db.execute("SELECT path, sha256 FROM documents"))
+            known = dict(db.execute("SELECT path, sha256 FROM documents"))
             if rechunk:  # a new chunk size or overlap: every file is chunked again
-                known_paths = [row[0] for row in db.execute("SELECT path FROM documents")]
-                known = dict.fromkeys(known_paths, "")
+                known = dict.fromkeys(known, "")
             seen: set[str] = set()
             for done, path in enumerate(files, 1):
                 rel = path.relative_to(source).as_posix()
@@ -360,7 +364,7 @@ class DocIndex:
         found: list[tuple[int, float]] = []
         expressions = [match_query("", terms)]
         if len(terms) > 1:
-            expressions.insert(0, " AND ".join('"' + t.replace('"', '""') + '"' for t in terms))
+            expressions.insert(0, " AND ".join(_quoted(t) for t in terms))
         for expression in expressions:
             if expression is None or len(found) >= limit:
                 break
