@@ -21,7 +21,7 @@ const ICONS: Record<BackendState, string> = {
  * The phase to show: the server reports a merge as `starting` with a message that begins with
  * "merging", and a stop as `idle` with the message "stopped".
  */
-export function displayedState(status: StatusChange): BackendState {
+function displayedState(status: StatusChange): BackendState {
   if (status.state === 'starting' && /^merging/i.test(status.message ?? '')) {
     return 'merging';
   }

@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { ChatController } from './chatController';
 import type { Disposable } from './connection';
+import { errorLine } from './errors';
 import type { WebviewMessage } from './panelMessages';
 import { makeNonce, renderPanelHtml } from './panelHtml';
 import { isBusy } from './panelState';
@@ -40,7 +41,7 @@ export class ChatPanel implements vscode.Disposable {
     });
     webview.onDidReceiveMessage((message: WebviewMessage) =>
       this.controller.handleMessage(message).catch((error: unknown) => {
-        void vscode.window.showErrorMessage(`Sage: ${error instanceof Error ? error.message : String(error)}`);
+        void vscode.window.showErrorMessage(`Sage: ${errorLine(error)}`);
       }),
     );
     panel.onDidDispose(() => {

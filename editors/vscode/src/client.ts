@@ -22,7 +22,7 @@ const SECTION = 'sage';
 type Handler = (params: never) => void;
 
 /** The server command from the settings, split like a shell would. */
-export function serverCommand(): string[] {
+function serverCommand(): string[] {
   const line = vscode.workspace.getConfiguration(SECTION).get<string>('server.command', 'sage lsp');
   const words = splitCommand(line);
   if (words.length === 0) {
@@ -97,7 +97,9 @@ export class SageClient implements SageConnection, vscode.Disposable {
     if (!set) {
       set = new Set();
       this.handlers.set(method, set);
-      this.client?.onNotification(method, (params: unknown) => { this.notify(method, params as never); });
+      if (this.client) {
+        this.forward(this.client, method);
+      }
     }
     set.add(handler);
     return { dispose: () => set.delete(handler) };
@@ -127,6 +129,11 @@ export class SageClient implements SageConnection, vscode.Disposable {
     this.handlers.clear();
   }
 
+  /** Passes `client`'s `method` notifications to the handlers registered for it. */
+  private forward(client: LanguageClient, method: string): void {
+    client.onNotification(method, (params: unknown) => { this.notify(method, params as never); });
+  }
+
   private notify(method: string, params: never): void {
     for (const handler of this.handlers.get(method) ?? []) {
       handler(params);
@@ -135,7 +142,8 @@ export class SageClient implements SageConnection, vscode.Disposable {
 
   /** The settings the person set, to send now. */
   private settings(): SettingsObject {
-    return userSettings((key) => vscode.workspace.getConfiguration(SECTION).inspect(key));
+    const config = vscode.workspace.getConfiguration(SECTION);
+    return userSettings((key) => config.inspect(key));
   }
 
   private async launch(): Promise<void> {
@@ -165,7 +173,7 @@ export class SageClient implements SageConnection, vscode.Disposable {
     };
     const client = new LanguageClient('sage', 'Sage', serverOptions, clientOptions);
     for (const method of this.handlers.keys()) {
-      client.onNotification(method, (params: unknown) => { this.notify(method, params as never); });
+      this.forward(client, method);
     }
     this.client = client;
     await client.start();

@@ -35,8 +35,11 @@ async function openFile(file: string): Promise<void> {
   await vscode.window.showTextDocument(vscode.Uri.file(file), { preview: true });
 }
 
-/** Shows a failed request in one line; a failed service start offers its log. */
+/** Shows a failed request in one line (a cancelled one shows nothing); a failed service start offers its log. */
 async function showError(error: unknown): Promise<void> {
+  if (errorCode(error) === ErrorCodes.requestCancelled) {
+    return;
+  }
   const logPath = logPathOf(error);
   const choice = await vscode.window.showErrorMessage(`Sage: ${errorLine(error)}`, ...(logPath ? ['Open Log'] : []));
   if (choice === 'Open Log' && logPath) {
@@ -109,9 +112,7 @@ async function buildPipeline({ client }: CommandContext): Promise<void> {
     const warnings = result.errors.length ? ` (warnings: ${result.errors.join('; ')})` : '';
     void vscode.window.showInformationMessage(`Sage: pipeline ${result.name} built in ${result.attempts} attempt(s)${warnings}.`);
   } catch (error) {
-    if (errorCode(error) !== ErrorCodes.requestCancelled) {
-      await showError(error);
-    }
+    await showError(error);
   }
 }
 
@@ -123,9 +124,7 @@ async function startModel({ client }: CommandContext): Promise<void> {
     );
     void vscode.window.showInformationMessage(`Sage: ${status.message ?? `${status.backend} ${status.state}`}`);
   } catch (error) {
-    if (errorCode(error) !== ErrorCodes.requestCancelled) {
-      await showError(error);
-    }
+    await showError(error);
   }
 }
 

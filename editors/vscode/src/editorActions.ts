@@ -3,12 +3,6 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { EditorActions } from './chatController';
-import type { SageConnection } from './connection';
-import { Methods } from './protocol';
-
-interface IndexList {
-  indexes: { sourceDir: string | null }[];
-}
 
 /** The VS Code side of the panel's buttons. */
 export class VsCodeEditorActions implements EditorActions, vscode.Disposable {
@@ -19,9 +13,6 @@ export class VsCodeEditorActions implements EditorActions, vscode.Disposable {
       this.lastEditor = editor;
     }
   });
-
-  /** `connection` lists the indexes whose folders a source path is relative to. */
-  constructor(private readonly connection: SageConnection) {}
 
   /** Puts `code` on the clipboard. */
   async copy(code: string): Promise<void> {
@@ -41,18 +32,17 @@ export class VsCodeEditorActions implements EditorActions, vscode.Disposable {
   }
 
   /**
-   * Opens a source file: `source` is its `file:` URI, or (from an older server) a path relative
-   * to the folder its index was built from.
+   * Opens a source file: `source` is its `file:` URI, or, when the server does not know the
+   * folder the index was built from, a path relative to that folder, looked for in the
+   * workspace folders.
    */
   async openSource(source: string): Promise<void> {
-    const found = source.startsWith('file:')
-      ? vscode.Uri.parse(source).fsPath
-      : (await this.candidates(source)).find((file) => existsSync(file));
-    if (!found) {
+    const uri = source.startsWith('file:') ? vscode.Uri.parse(source) : this.inWorkspace(source);
+    if (!uri) {
       void vscode.window.showWarningMessage(`Sage: cannot find ${source} in the indexed folders or the workspace.`);
       return;
     }
-    await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(found));
+    await vscode.commands.executeCommand('vscode.open', uri);
   }
 
   /** Stops following the active editor. */
@@ -60,15 +50,11 @@ export class VsCodeEditorActions implements EditorActions, vscode.Disposable {
     this.subscription.dispose();
   }
 
-  private async candidates(source: string): Promise<string[]> {
-    if (path.isAbsolute(source)) {
-      return [source];
-    }
-    const list = await this.connection.sendRequest<IndexList>(Methods.indexList, {}).catch(() => ({ indexes: [] }));
-    const folders = [
-      ...list.indexes.flatMap((index) => (index.sourceDir ? [index.sourceDir] : [])),
-      ...(vscode.workspace.workspaceFolders ?? []).map((folder) => folder.uri.fsPath),
-    ];
-    return folders.map((folder) => path.join(folder, source));
+  /** The first workspace folder holding the relative path `source`. */
+  private inWorkspace(source: string): vscode.Uri | undefined {
+    const found = (vscode.workspace.workspaceFolders ?? [])
+      .map((folder) => path.join(folder.uri.fsPath, source))
+      .find((file) => existsSync(file));
+    return found ? vscode.Uri.file(found) : undefined;
   }
 }

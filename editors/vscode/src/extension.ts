@@ -5,12 +5,13 @@ import { ChatPanel } from './chatPanel';
 import { SageClient } from './client';
 import { registerCommands, SHOW_STATUS_COMMAND } from './commands';
 import { VsCodeEditorActions } from './editorActions';
+import { errorLine } from './errors';
 import { StatusBar } from './statusBar';
 
 let client: SageClient | undefined;
 
 async function reportStartFailure(error: unknown): Promise<void> {
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = errorLine(error);
   const choice = await vscode.window.showErrorMessage(
     `Sage: the language server did not start (${reason}). Check the setting sage.server.command.`,
     'Open Settings',
@@ -28,7 +29,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel('Sage');
   const sage = new SageClient(output);
   client = sage;
-  const editor = new VsCodeEditorActions(sage);
+  const editor = new VsCodeEditorActions();
   const controller = new ChatController(sage, editor);
   const panel = new ChatPanel(context.extensionUri, controller);
   const status = new StatusBar(sage, SHOW_STATUS_COMMAND);

@@ -59,7 +59,7 @@ export function initialState(chatId: string): PanelState {
 }
 
 /** The turn being answered, if any. */
-export function streamingTurn(state: PanelState): Turn | undefined {
+function streamingTurn(state: PanelState): Turn | undefined {
   const last = state.turns.at(-1);
   return last?.status === 'streaming' ? last : undefined;
 }

@@ -13,7 +13,6 @@ export const Methods = {
   backendStart: 'sage/backend/start',
   backendStop: 'sage/backend/stop',
   services: 'sage/services',
-  indexList: 'sage/index/list',
   buildPipeline: 'sage/buildPipeline',
   chatChunk: 'sage/chatChunk',
   statusDidChange: 'sage/status/didChange',

@@ -5,7 +5,7 @@
  */
 
 /** The settings the server takes, as VS Code names them under `sage.` (dotted keys nest). */
-export const PROTOCOL_KEYS = [
+const PROTOCOL_KEYS = [
   'backend',
   'model',
   'baseUrl',

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { ChatController } from '../src/chatController';
@@ -105,12 +104,7 @@ describe('chat controller with sage lsp and an OpenAI-compatible server', () => 
     assert.equal(history.messages[1]?.content, turn.answer, 'history holds what the panel shows');
     const streams = await slow.streams();
     assert.equal(streams.at(-1)?.completed, false);
-    let gone = false;
-    for (let i = 0; i < 50 && !gone; i++) {
-      gone = (await slow.streams()).at(-1)?.clientGone === true;
-      await sleep(50);
-    }
-    assert.ok(gone, 'the HTTP stream to the model was closed');
+    assert.ok(await slow.waitForClientGone(), 'the HTTP stream to the model was closed');
   });
 
   it('fails a cancelled request with -32800 (RequestCancelled)', async () => {

@@ -1,5 +1,6 @@
 /** The repository's OpenAI-compatible test server (tests.support.openai_server) as a child process. */
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot, sagePython } from './paths';
 import { spawnTracked, stopProcess } from './processes';
 
@@ -16,6 +17,8 @@ export interface OpenAIServer {
   baseUrl: string;
   /** The streams it served so far. */
   streams(): Promise<StreamRecord[]>;
+  /** Whether the client closed the latest stream within `timeoutMs` (polled every 50 ms). */
+  waitForClientGone(timeoutMs?: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -43,11 +46,24 @@ export async function startOpenAIServer(args: string[]): Promise<OpenAIServer> {
     });
   });
   const origin = new URL(baseUrl).origin;
+  const streams = async (): Promise<StreamRecord[]> => {
+    const response = await fetch(`${origin}/_test/streams`);
+    return ((await response.json()) as { streams: StreamRecord[] }).streams;
+  };
   return {
     baseUrl,
-    async streams() {
-      const response = await fetch(`${origin}/_test/streams`);
-      return ((await response.json()) as { streams: StreamRecord[] }).streams;
+    streams,
+    async waitForClientGone(timeoutMs = 2500) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if ((await streams()).at(-1)?.clientGone === true) {
+          return true;
+        }
+        if (Date.now() >= deadline) {
+          return false;
+        }
+        await sleep(50);
+      }
     },
     async stop() {
       lines.close();
