@@ -467,6 +467,16 @@ def _check(kind: Any, value: Any, where: str) -> Any:
     return value
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``cls``'s field types, evaluated once per class (the annotations are strings)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
 def from_wire(cls: type[P], raw: Any) -> P:
     """Check ``raw`` params against ``cls`` and build it; unknown keys are ignored.
 
@@ -476,7 +486,7 @@ def from_wire(cls: type[P], raw: Any) -> P:
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams("params must be an object")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = camel(f.name)

@@ -133,20 +133,21 @@ class SageServer(LanguageServer):
         BuildHandlers(self).register()
         self.route(types.SHUTDOWN, self._on_shutdown)
 
-    def route(self, method: str, handler: Callable[[Any], Any]) -> None:
-        """Register ``handler`` (a bound method, sync or async) for ``method``."""
+    def route(self, method: str, handler: Callable[[Any], Any], options: Any = None) -> None:
+        """Register ``handler`` (a bound method, sync or async) for ``method``, with the
+        feature's ``options`` (e.g. completion trigger characters) when it has some."""
         if inspect.iscoroutinefunction(handler):
 
             async def call_async(params: Any) -> Any:
                 return await handler(params)
 
-            self.feature(method)(call_async)
+            self.feature(method, options)(call_async)
         else:
 
             def call(params: Any) -> Any:
                 return handler(params)
 
-            self.feature(method)(call)
+            self.feature(method, options)(call)
 
     # --- output ------------------------------------------------------------------------------
 

@@ -53,15 +53,11 @@ class PipelineHandlers:
         self.server.route(types.TEXT_DOCUMENT_DID_CHANGE, self.did_change)
         self.server.route(types.TEXT_DOCUMENT_DID_CLOSE, self.did_close)
         self.server.route(types.TEXT_DOCUMENT_HOVER, self.hover)
-        handler = self.completion
-
-        def call(params: types.CompletionParams) -> types.CompletionList | None:
-            return handler(params)
-
-        self.server.feature(
+        self.server.route(
             types.TEXT_DOCUMENT_COMPLETION,
+            self.completion,
             types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
-        )(call)
+        )
 
     # --- the catalog -------------------------------------------------------------------------
 

@@ -164,8 +164,9 @@ class Session:
 
     async def reconfigure(self, settings: Settings) -> None:
         """Take new settings; the backend is rebuilt on next use if a backend setting changed."""
-        old, self.settings = self.settings, settings
-        if any(getattr(old, key) != getattr(settings, key) for key in BACKEND_KEYS):
+        rebuild = self.needs_own_backend(settings)
+        self.settings = settings
+        if rebuild:
             await self.stop_backend()
         for conversation in self.conversations.values():
             conversation.system_prompt = settings.system_prompt
