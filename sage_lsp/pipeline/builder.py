@@ -17,7 +17,7 @@ import yaml
 from sage_lsp.backends.base import Backend, ChatRequest, Delta, Message
 from sage_lsp.pipeline.blueprints import BLUEPRINTS, blueprint_plan, pick
 from sage_lsp.pipeline.catalog import Operator
-from sage_lsp.pipeline.schema import STAGE_KINDS, Plan, parse_plan
+from sage_lsp.pipeline.schema import STAGE_KINDS, Plan, Problem, parse_plan
 
 MAX_ATTEMPTS = 6
 _FENCE = re.compile(r"```[ \t]*([A-Za-z]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -46,6 +46,12 @@ class BuildResult:
     """How many answers the model gave."""
     plan: Plan | None = None
     """The plan, when valid."""
+    warnings: list[str] = field(default_factory=list)
+    """The valid plan's warnings (operator classes outside the catalog)."""
+
+
+def _texts(problems: list[Problem]) -> list[str]:
+    return [str(p) for p in problems]
 
 
 def is_pipeline_request(text: str) -> str | None:
@@ -117,7 +123,7 @@ async def build_pipeline(
     if backend.name == "mock":
         plan, problems = parse_plan(blueprint_plan(description, name), known)
         assert plan is not None, problems  # the blueprints are valid plans
-        return BuildResult(plan.name, plan.to_yaml(), True, [], 1, plan)
+        return BuildResult(plan.name, plan.to_yaml(), True, [], 1, plan, _texts(problems))
     messages = [Message("system", _instructions(catalog)), Message("user", description)]
     errors: list[str] = []
     answer = ""
@@ -131,7 +137,9 @@ async def build_pipeline(
                 data["pipeline"]["name"] = name
             plan, problems = parse_plan(data, known)
             if plan is not None:
-                return BuildResult(plan.name, plan.to_yaml(), True, [], attempt, plan)
+                return BuildResult(
+                    plan.name, plan.to_yaml(), True, [], attempt, plan, _texts(problems)
+                )
             errors = [str(p) for p in problems if p.severity == "error"]
         messages += [
             Message("assistant", answer),

@@ -13,7 +13,6 @@ from sage_lsp.backends.base import BackendError
 from sage_lsp.chat.conversation import Turn
 from sage_lsp.pipeline.builder import build_pipeline
 from sage_lsp.pipeline.catalog import load_catalog
-from sage_lsp.pipeline.schema import validate
 from sage_lsp.server.errors import invalid_params, rpc_error
 
 if TYPE_CHECKING:
@@ -92,15 +91,12 @@ class BuildHandlers:
         if p.chat_id is not None:
             turn = Turn(f"/pipeline {p.description}", result.yaml, complete=True)
             session.conversation(p.chat_id).turns.append(turn)
-        warnings = [
-            str(w) for w in validate(result.plan.to_data() if result.plan else {}, set(catalog))
-        ]
         wire: dict[str, Any] = protocol.to_wire(
             protocol.BuildPipelineResult(
                 name=result.name,
                 yaml=result.yaml,
                 valid=True,
-                errors=warnings,
+                errors=result.warnings,
                 attempts=result.attempts,
                 edit=create_file_edit(p.target_uri, result.yaml) if p.target_uri else None,
             )

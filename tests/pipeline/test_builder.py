@@ -72,6 +72,17 @@ async def test_repair_loop_prose_then_invalid_then_valid() -> None:
     assert yaml.safe_load(result.yaml)["pipeline"]["name"] == "qa"
 
 
+async def test_a_valid_plan_keeps_its_warnings() -> None:
+    custom = VALID.replace("sage.libs.rag.promptor.QAPromptor", "my_ops.Prompt", 1)
+    with OpenAIServer() as server:
+        server.reply = reply(f"```yaml\n{custom}```")
+        backend = OpenAICompatibleBackend("compatible", base_url=server.base_url)
+        result = await build_pipeline(backend, "answer questions", load_catalog())
+    assert result.valid and result.attempts == 1
+    [warning] = result.warnings
+    assert warning.startswith("stages[1].class:") and "my_ops.Prompt" in warning
+
+
 async def test_a_model_that_never_succeeds_stops_after_six() -> None:
     with OpenAIServer() as server:
         server.reply = reply("```yaml\nstages: nope\n```")
