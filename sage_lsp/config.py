@@ -30,6 +30,8 @@ BACKENDS = ("mock", "openai", "compatible", "finetune", "vllm", "ollama")
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 """Levels the ``log_level`` setting accepts."""
+DEFAULT_INDEX = "docs-public"
+"""The retrieval index built from sage-lsp's own docs on first use."""
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are SAGE's code assistant, running from the user's editor or terminal. "
@@ -76,7 +78,7 @@ class Settings:
     """Name of the finetuned model under ``$SAGE_HOME/finetune_output/``."""
     finetune_port: int = 8000
     """Port the finetuned model's vLLM server should use."""
-    index: str | None = "docs-public"
+    index: str | None = DEFAULT_INDEX
     """Retrieval index name, or ``None`` for no retrieval."""
     top_k: int = 4
     """How many retrieved passages go into the prompt (1..20)."""

@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 PROTOCOL_VERSION = 1
 """Advertised as ``capabilities.experimental.sage.version``."""
+DEFAULT_TCP_PORT = 2087
+"""The port of ``sage lsp --tcp`` when none is given (stdio is the default transport)."""
 
 # --- requests (client -> server) -------------------------------------------------------------
 CHAT = "sage/chat"

@@ -10,6 +10,7 @@ from sage_lsp.cli.chat import chat_app
 from sage_lsp.cli.finetune import finetune_app
 from sage_lsp.cli.pipeline import pipeline_app
 from sage_lsp.cli.services import services_app
+from sage_lsp.protocol import DEFAULT_TCP_PORT
 
 app = typer.Typer(
     name="sage",
@@ -35,7 +36,7 @@ def root() -> None:
 def lsp(
     tcp: Annotated[bool, typer.Option("--tcp", help="Serve one client over TCP.")] = False,
     host: Annotated[str, typer.Option(help="TCP host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 2087,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_TCP_PORT,
 ) -> None:
     """Start the language server (stdio by default) for VS Code, Neovim and other editors."""
     from sage_lsp.server.main import main as serve

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from sage_lsp.cli.runner import EXIT_USAGE, fail, run_chat
-from sage_lsp.config import BACKENDS, SettingsError, load_settings
+from sage_lsp.config import BACKENDS, DEFAULT_INDEX, SettingsError, load_settings
 from sage_lsp.rag.index import DocIndex, RetrievalError
-from sage_lsp.rag.retrieve import DEFAULT_INDEX, embedder_for, open_index
+from sage_lsp.rag.retrieve import embedder_for, open_index
 
 chat_app = typer.Typer(help="Chat with a model; ingest and show retrieval indexes.")
 

@@ -9,18 +9,16 @@ import typer
 from sage_lsp.backends.base import BackendError
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.runner import EXIT_USAGE, error_code, fail, run_chat
-from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.store import InvalidModelName, ModelStore
-
-DEFAULT_MODEL = "sage_code_expert"
 
 finetune_app = typer.Typer(help="Finetuned models: chat, merge, list.", no_args_is_help=True)
 
 
 @finetune_app.command("chat")
 def finetune_chat(
-    name: Annotated[str, typer.Argument(help="The finetuned model.")] = DEFAULT_MODEL,
+    name: Annotated[str, typer.Argument(help="The finetuned model.")] = Settings.finetune_model,
     port: Annotated[int | None, typer.Option(help="Port for its vLLM server.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
 ) -> None:

@@ -12,11 +12,10 @@ from importlib import resources
 from pathlib import Path
 
 from sage_lsp.backends.base import Passage
-from sage_lsp.config import Settings
+from sage_lsp.config import DEFAULT_INDEX, Settings
 from sage_lsp.rag.dense import Embedder, EmbeddingError, EndpointEmbedder, LocalEmbedder
 from sage_lsp.rag.index import DocIndex, RetrievalError
 
-DEFAULT_INDEX = "docs-public"
 """Built from the package's docs on first use."""
 
 _SMALL_TALK = re.compile(

@@ -18,6 +18,7 @@ import time
 
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.paths import default_sage_home
+from sage_lsp.protocol import DEFAULT_TCP_PORT
 from sage_lsp.server.app import SageServer
 from sage_lsp.server.logs import setup_logging
 from sage_lsp.server.transport import (
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CLEANUP_SECONDS = 1.5
 """Longest the cleanup may take: VS Code kills a server 2 s after asking it to stop."""
-DEFAULT_TCP_PORT = 2087
 
 
 def initial_settings() -> tuple[Settings, list[str]]:
