@@ -55,11 +55,10 @@ class ManagedBackend:
         if self.handle is None:
             return None
         entry = self.handle.entry
-        port = int(self.handle.base_url.rsplit(":", 1)[1].split("/")[0])
         return {
             "name": self.handle.name,
             "servedModelName": self.handle.served_model_name,
-            "port": entry.port if entry else port,
+            "port": self.handle.port,
             "pid": entry.pid if entry else None,
             "owned": self.handle.owned,
             "holders": len(entry.live_holders()) if entry else 0,

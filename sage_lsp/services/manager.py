@@ -4,7 +4,6 @@ and stop services. docs/services.md describes the whole life of a service."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import subprocess
@@ -20,7 +19,7 @@ from filelock import FileLock
 
 from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.config import Settings
-from sage_lsp.processes import create_time, is_alive, stop_group
+from sage_lsp.processes import create_time, stop_group
 from sage_lsp.services import probe
 from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
 from sage_lsp.services.merge import (
@@ -62,14 +61,19 @@ class ServiceHandle:
     """The service name."""
     served_model_name: str
     """The model name to send in requests."""
-    base_url: str
-    """``http://127.0.0.1:PORT/v1``."""
+    port: int
+    """The port it listens on, on 127.0.0.1."""
     api_key: str | None
     """The service's key (None for a service started by hand)."""
     owned: bool
     """False for a service the user started by hand: used, never stopped."""
     entry: ServiceEntry | None
     """The registry entry (None for a service started by hand)."""
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``."""
+        return f"http://{probe.HOST}:{self.port}/v1"
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -172,9 +176,9 @@ class ServiceManager:
                     'serveAdapter needs the base model: set "model" in finetune_meta.json',
                 )
             base = resolve_base(model, model.base_model)
-            fingerprint = adapter_fingerprint(adapter)
+            fingerprint = await asyncio.to_thread(adapter_fingerprint, adapter)
             return await self._ensure(name, name, base, port, started, adapter, fingerprint)
-        if merge_needed(model):
+        if await asyncio.to_thread(merge_needed, model):  # hashes the adapter: off the loop
             await asyncio.to_thread(self.merge_if_needed, model)
         record = read_merge_record(model.merged_dir) or {}
         version = str(record["fingerprint"]) if "fingerprint" in record else None
@@ -218,9 +222,7 @@ class ServiceManager:
             self._report("starting", started, f"port {port} is taken; using {entry.port}")
         entry = await self._wait_ready(entry, started)
         self._report("ready", started, f"{served} is served on port {entry.port}")
-        return ServiceHandle(
-            name, entry.served_model_name, handle.base_url, entry.api_key, True, entry
-        )
+        return ServiceHandle(name, entry.served_model_name, entry.port, entry.api_key, True, entry)
 
     def _join_or_launch(
         self,
@@ -245,8 +247,7 @@ class ServiceManager:
                 and probe.serves(port, served, self.settings.api_key)
             )
             if started_by_hand:
-                url = f"http://{probe.HOST}:{port}/v1"
-                return ServiceHandle(name, served, url, self.settings.api_key, False, None)
+                return ServiceHandle(name, served, port, self.settings.api_key, False, None)
             chosen = choose_port(port, taken)
             log_path = self.settings.paths.logs_dir / "services" / f"{name}-{chosen}.log"
             api_key = new_api_key()
@@ -277,9 +278,7 @@ class ServiceManager:
             self._children.append(supervisor)
             entry.supervisor_pid = supervisor.pid
             self.registry.write(entry)
-            return ServiceHandle(
-                name, served, f"http://{probe.HOST}:{chosen}/v1", api_key, True, entry
-            )
+            return ServiceHandle(name, served, chosen, api_key, True, entry)
 
     def _join(self, entry: ServiceEntry, version: str | None) -> ServiceHandle | None:
         """Hold ``entry`` if it is alive and (when ready) really serves its model; else clean
@@ -293,15 +292,14 @@ class ServiceManager:
         if not usable:
             if entry.pgid is not None:
                 stop_group(entry.pgid, 3.0)
-            if entry.supervisor_pid is not None and is_alive(entry.supervisor_pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(entry.supervisor_pid, 9)
+            entry.signal_supervisor(9)
             self.registry.remove(entry.name)
             return None
-        entry.holders = [h for h in entry.live_holders() if h != self.holder] + [self.holder]
+        entry.holders = [*others, self.holder]
         self.registry.write(entry)
-        url = f"http://{probe.HOST}:{entry.port}/v1"
-        return ServiceHandle(entry.name, entry.served_model_name, url, entry.api_key, True, entry)
+        return ServiceHandle(
+            entry.name, entry.served_model_name, entry.port, entry.api_key, True, entry
+        )
 
     async def _wait_ready(self, entry: ServiceEntry, started: float) -> ServiceEntry:
         """Wait until the supervisor marks the service ready; fail at once if it failed."""
@@ -334,8 +332,7 @@ class ServiceManager:
                 if entry is None:
                     continue
                 entry.holders = [h for h in entry.live_holders() if h != self.holder]
-                supervised = entry.supervisor_pid is not None and is_alive(entry.supervisor_pid)
-                if not entry.holders and not supervised:
+                if not entry.holders and not entry.supervisor_alive():
                     if entry.pgid is not None:
                         stop_group(entry.pgid)
                     self.registry.remove(name)
@@ -361,9 +358,7 @@ class ServiceManager:
             entry = self.registry.read(name)
             if entry is None:
                 return False
-            if entry.supervisor_pid is not None and is_alive(entry.supervisor_pid):
-                os.kill(entry.supervisor_pid, 15)
-            else:
+            if not entry.signal_supervisor(15):
                 if entry.pgid is not None:
                     stop_group(entry.pgid)
                 self.registry.remove(name)

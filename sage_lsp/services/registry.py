@@ -85,11 +85,24 @@ class ServiceEntry:
         """Holders whose processes still run."""
         return [h for h in self.holders if h.alive()]
 
+    def supervisor_alive(self) -> bool:
+        """Whether the service's supervisor process still runs."""
+        return self.supervisor_pid is not None and is_alive(self.supervisor_pid)
+
+    def signal_supervisor(self, sig: int) -> bool:
+        """Send ``sig`` to the supervisor; False if it is not running."""
+        pid = self.supervisor_pid
+        if pid is None or not is_alive(pid):
+            return False
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
     def processes_alive(self) -> bool:
         """Whether the supervisor or anything of vLLM's group still runs."""
-        if self.supervisor_pid is not None and is_alive(self.supervisor_pid):
-            return True
-        return self.pgid is not None and group_alive(self.pgid)
+        return self.supervisor_alive() or (self.pgid is not None and group_alive(self.pgid))
 
     def to_json(self) -> str:
         """The entry file's text."""
