@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.ports import closed_port
 
 pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
 
@@ -98,14 +98,8 @@ def test_flag_beats_env_beats_file(openai_server: OpenAIServer, sage_home: Path)
     assert len(openai_server.requests) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused_is_one_line_with_a_next_step() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     line = assert_clean_failure(sage("chat", "--backend", "vllm", "--base-url", url, "-q", "x"), 1)
     assert line == (
         f"error: cannot reach {url}: connection refused — is the server running? try --backend mock"
@@ -139,7 +133,7 @@ def test_missing_key_for_openai_is_a_usage_error() -> None:
 
 
 def test_debug_shows_the_traceback() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     result = sage("chat", "--backend", "vllm", "--base-url", url, "-q", "x", "--debug")
     assert result.returncode == 1
     assert "Traceback" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine
 from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.ports import closed_port
 
 
 def backend_for(server: OpenAIServer, **kwargs: object) -> OpenAICompatibleBackend:
@@ -118,14 +118,8 @@ async def test_500_is_a_server_error(openai_server: OpenAIServer) -> None:
     assert "HTTP 500" in str(err.value) and "engine exploded" in str(err.value)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_connection_refused_names_the_url_and_a_next_step() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     backend = OpenAICompatibleBackend("vllm", base_url=url, model="m")
     with pytest.raises(BackendError) as err:
         await collect(backend, request())

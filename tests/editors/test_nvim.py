@@ -11,17 +11,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.openai_server import DEFAULT_ANSWER, OpenAIServer, Reply, words
+from tests.support.ports import closed_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.editors]
 
@@ -103,35 +102,11 @@ def run_nvim(
     return result
 
 
-@contextmanager
-def model_server(*args: str) -> Iterator[str]:
-    """A real OpenAI-compatible server (tests.support.openai_server ARGS); yields its base URL."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.openai_server", *args],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        yield server.stdout.readline().strip()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 @pytest.fixture
-def slow_model() -> Iterator[str]:
+def slow_model(openai_server: OpenAIServer) -> OpenAIServer:
     """A model writing a long answer slowly: 40 times the default answer, 50 ms a token."""
-    with model_server("--delay", "0.05", "--repeat", "40") as url:
-        yield url
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    openai_server.reply = Reply(tokens=words(DEFAULT_ANSWER) * 40, delay=0.05)
+    return openai_server
 
 
 def test_chat_streams_the_answer_into_the_buffer(nvim: str, tmp_path: Path) -> None:
@@ -204,10 +179,16 @@ def test_answer_lists_its_sources(nvim: str, tmp_path: Path) -> None:
     assert Path(result["opened"]) == (notes / "guide" / "install.md").resolve()
 
 
-def test_ctrl_c_cancels_the_answer_upstream(nvim: str, tmp_path: Path, slow_model: str) -> None:
+def test_ctrl_c_cancels_the_answer_upstream(
+    nvim: str, tmp_path: Path, slow_model: OpenAIServer
+) -> None:
     setup = {
         "cmd": SERVER,
-        "settings": {"backend": "compatible", "baseUrl": slow_model, "model": "tiny-model"},
+        "settings": {
+            "backend": "compatible",
+            "baseUrl": slow_model.base_url,
+            "model": "tiny-model",
+        },
     }
     result = run_nvim(
         nvim,
@@ -237,11 +218,10 @@ def test_ctrl_c_cancels_the_answer_upstream(nvim: str, tmp_path: Path, slow_mode
     partial = result["history"]["messages"][1]["content"]
     assert partial.startswith("Here is a **map** stage")
     assert len(partial) < len("Here is a **map** stage") * 40
-    with urllib.request.urlopen(slow_model.removesuffix("/v1") + "/_test/streams") as reply:
-        streams = json.load(reply)["streams"]
+    streams = slow_model.streams
     assert len(streams) == 1
-    assert streams[0]["clientGone"] is True
-    assert streams[0]["completed"] is False
+    assert streams[0].client_gone_at is not None
+    assert streams[0].completed is False
 
 
 def test_status_follows_the_backend(nvim: str, tmp_path: Path) -> None:
@@ -360,21 +340,26 @@ def test_pipeline_is_written_and_opened(nvim: str, tmp_path: Path) -> None:
     assert f"sage: wrote {plan}" in result["notes"][-1]["message"]
 
 
-def test_pipeline_failure_shows_the_errors(nvim: str, tmp_path: Path) -> None:
-    with model_server("--answer", "I cannot write YAML.") as url:
-        result = run_nvim(
-            nvim,
-            tmp_path,
-            """
-            H.setup()
-            H.record_notes()
-            vim.cmd('SagePipeline count the words')
-            H.wait(20000, function()
-              return #H.result.notes > 0 and H.result.notes[#H.result.notes].level == 4
-            end, 'the error')
-            """,
-            setup={"cmd": SERVER, "settings": {"backend": "compatible", "baseUrl": url}},
-        )
+def test_pipeline_failure_shows_the_errors(
+    nvim: str, tmp_path: Path, openai_server: OpenAIServer
+) -> None:
+    openai_server.reply = Reply(tokens=words("I cannot write YAML."))
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        H.record_notes()
+        vim.cmd('SagePipeline count the words')
+        H.wait(20000, function()
+          return #H.result.notes > 0 and H.result.notes[#H.result.notes].level == 4
+        end, 'the error')
+        """,
+        setup={
+            "cmd": SERVER,
+            "settings": {"backend": "compatible", "baseUrl": openai_server.base_url},
+        },
+    )
     lines = result["notes"][-1]["message"].splitlines()
     assert lines[0] == "sage: no valid pipeline plan after 6 attempts:"
     assert len(lines) > 1

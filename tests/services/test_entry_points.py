@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import pytest
 
 from sage_lsp import protocol
 from tests.services.test_manager import MODEL, fake_vllm  # noqa: F401 - autouse fixture
+from tests.support.ports import closed_port
 from tests.support.rpc_client import RpcClient
 
 pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
-
-
-def port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 def sage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -50,7 +44,7 @@ def wait_no_fakes(seconds: float = 5) -> None:
 
 def test_chat_finetune_answers_and_leaves_nothing() -> None:
     result = sage("chat", "--backend", "finetune", "--finetune-model", MODEL,
-                  "--finetune-port", port(), "-q", "hello")  # fmt: skip
+                  "--finetune-port", str(closed_port()), "-q", "hello")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("fake0 fake1")
     assert "[ready" in result.stderr
@@ -58,7 +52,7 @@ def test_chat_finetune_answers_and_leaves_nothing() -> None:
 
 
 def test_missing_model_is_one_line_with_the_next_step() -> None:
-    result = sage("finetune", "chat", "nope", "--port", port())
+    result = sage("finetune", "chat", "nope", "--port", str(closed_port()))
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert "finetuned model 'nope' not found" in line and "sage finetune list" in line
@@ -78,7 +72,7 @@ def test_finetune_list_and_merge_without_adapter(sage_home: Path) -> None:
 async def test_services_list_and_stop_while_a_session_holds_it() -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
-                             "finetunePort": int(port())})  # fmt: skip
+                             "finetunePort": closed_port()})  # fmt: skip
     response = await client.request(protocol.BACKEND_START, {})
     assert "result" in response, response
     status = response["result"]
@@ -102,7 +96,7 @@ async def test_services_list_and_stop_while_a_session_holds_it() -> None:
 async def test_backend_stop_releases_and_the_service_ends() -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
-                             "finetunePort": int(port())})  # fmt: skip
+                             "finetunePort": closed_port()})  # fmt: skip
     answer = (await client.request(protocol.CHAT, {"message": "hi"}))["result"]
     assert answer["text"].startswith("fake0")
     states = [n["state"] for n in client.notifications[protocol.STATUS_DID_CHANGE]]
@@ -118,7 +112,7 @@ async def test_backend_stop_releases_and_the_service_ends() -> None:
 async def test_language_server_killed_with_sigkill_still_stops_the_service() -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
-                             "finetunePort": int(port())})  # fmt: skip
+                             "finetunePort": closed_port()})  # fmt: skip
     await client.request(protocol.BACKEND_START, {})
     assert fake_processes()
     client.process.kill()

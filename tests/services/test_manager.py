@@ -22,6 +22,7 @@ from sage_lsp.processes import group_alive, is_alive
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.support.openai_server import OpenAIServer
+from tests.support.ports import closed_port
 
 pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
 
@@ -43,15 +44,9 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
 
 def settings(**overrides: object) -> Settings:
     return load_settings(
-        {"backend": "finetune", "finetune_model": MODEL, "finetune_port": free_port(),
+        {"backend": "finetune", "finetune_model": MODEL, "finetune_port": closed_port(),
          "vllm": {"startup_timeout_seconds": 8}, **overrides}
     )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def leftovers(entry: ServiceEntry) -> list[str]:
@@ -228,7 +223,7 @@ asyncio.run(main())
 
 async def test_sigkill_of_every_holder_still_stops_the_service() -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(free_port())], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, str(closed_port())], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None
@@ -247,7 +242,7 @@ async def test_vllm_backend_with_a_model_and_no_url_manages_a_base_model() -> No
     from sage_lsp.backends.factory import create_backend
 
     backend = create_backend(
-        settings(backend="vllm", model="org/base-model", finetune_port=free_port())
+        settings(backend="vllm", model="org/base-model", finetune_port=closed_port())
     )
     await backend.prepare()
     assert backend.model == "org/base-model"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import select
 import socket
 import sys
@@ -297,6 +298,11 @@ class OpenAIServer:
         self.stop()
 
 
+def words(text: str) -> list[str]:
+    """``text`` as a model's tokens: each word with the white space before it."""
+    return re.findall(r"\s*\S+", text)
+
+
 DEFAULT_ANSWER = (
     "Here is a **map** stage:\n\n```python\ndef double(x):\n    return x * 2\n```\n\n"
     "Call `double(21)` to get 42."
@@ -310,7 +316,6 @@ def main(argv: list[str] | None = None) -> None:
     whether each stream completed or was closed early by the client.
     """
     import argparse
-    import re
     import signal
 
     parser = argparse.ArgumentParser(prog="python -m tests.support.openai_server")
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="tiny-model", help="the one model it serves")
     args = parser.parse_args(argv)
     server = OpenAIServer(models=[args.model])
-    server.reply.tokens = re.findall(r"\s*\S+", args.answer) * args.repeat
+    server.reply.tokens = words(args.answer) * args.repeat
     server.reply.delay = args.delay
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -8,8 +8,7 @@ local M = {}
 ---@param method string
 local function call(method)
   client.call(method, nil, function(result)
-    status.update(result)
-    vim.notify(status.describe(assert(status.get())), vim.log.levels.INFO)
+    vim.notify(status.describe(status.update(result)), vim.log.levels.INFO)
   end)
 end
 

@@ -13,8 +13,10 @@ local WAITING = '…'
 ---@field client? vim.lsp.Client
 ---@field request_id? integer
 ---@field turn? integer The turn's number, from its first chunk.
----@field text string The answer so far.
+---@field parts string[] The answer so far, in the pieces that arrived.
 ---@field first integer 0-based line of the transcript where the answer starts.
+---@field last? integer 0-based line where the shown answer ends; nil while `…` stands there.
+---@field col? integer The length in bytes of line `last`, where the next piece goes.
 
 ---@class sage.ChatState
 ---@field buf? integer The transcript buffer.
@@ -29,15 +31,13 @@ local function new_chat_id()
   return ('nvim-%x'):format(vim.uv.hrtime())
 end
 
---- Replaces lines `first`..`last` (0-based, end-exclusive, -1: the end) of the transcript and
---- scrolls the other windows that show it to its end.
----@param first integer
----@param last integer
----@param lines string[]
-local function write(first, last, lines)
+--- Runs `change` on the transcript (made modifiable for it) and scrolls the other windows
+--- that show the transcript to its end.
+---@param change fun(buf: integer)
+local function edit(change)
   local buf = assert(state.buf)
   vim.bo[buf].modifiable = true
-  vim.api.nvim_buf_set_lines(buf, first, last, false, lines)
+  change(buf)
   vim.bo[buf].modifiable = false
   local count = vim.api.nvim_buf_line_count(buf)
   for _, win in ipairs(vim.fn.win_findbuf(buf)) do
@@ -45,6 +45,16 @@ local function write(first, last, lines)
       vim.api.nvim_win_set_cursor(win, { count, 0 })
     end
   end
+end
+
+--- Replaces lines `first`..`last` (0-based, end-exclusive, -1: the end) of the transcript.
+---@param first integer
+---@param last integer
+---@param lines string[]
+local function write(first, last, lines)
+  edit(function(buf)
+    vim.api.nvim_buf_set_lines(buf, first, last, false, lines)
+  end)
 end
 
 ---@param lines string[]
@@ -117,13 +127,21 @@ local function scratch(name)
   return buf
 end
 
+--- Starts a new conversation: a new chat id, no turns yet, and a transcript (if there is
+--- one) that holds only the header.
+local function new_conversation()
+  state.chat_id = new_chat_id()
+  state.turns = 0
+  state.running = nil
+  if state.buf and vim.api.nvim_buf_is_valid(state.buf) then
+    write(0, -1, header_lines())
+  end
+end
+
 local function ensure_buffers()
   if not (state.buf and vim.api.nvim_buf_is_valid(state.buf)) then
     state.buf = scratch('sage://chat')
-    state.chat_id = new_chat_id()
-    state.turns = 0
-    state.running = nil
-    write(0, -1, header_lines())
+    new_conversation()
   end
   if not (state.input and vim.api.nvim_buf_is_valid(state.input)) then
     state.input = scratch('sage://input')
@@ -171,17 +189,27 @@ end
 --- Starts a new conversation in an empty transcript (`:SageChat!`).
 function M.reset()
   M.cancel()
-  if state.buf and vim.api.nvim_buf_is_valid(state.buf) then
-    write(0, -1, header_lines())
-  end
-  state.chat_id = new_chat_id()
-  state.turns = 0
+  new_conversation()
 end
 
---- Shows the answer so far.
+--- Adds `delta` to the answer shown, touching only the answer's end: its first piece goes at
+--- the end of the answer's last line, the pieces after it on new lines. While nothing of the
+--- answer is shown yet, the pieces replace the `…`.
 ---@param running sage.RunningTurn
-local function show_answer(running)
-  write(running.first, -1, split(running.text))
+---@param delta string
+local function show_delta(running, delta)
+  local pieces = split(delta)
+  local last, col = running.last, running.col
+  if not last then
+    write(running.first, -1, pieces)
+    last, col = running.first, 0
+  else
+    edit(function(buf)
+      vim.api.nvim_buf_set_text(buf, last, col, last, col, pieces)
+    end)
+  end
+  running.last = last + #pieces - 1
+  running.col = #pieces == 1 and col + #pieces[1] or #pieces[#pieces]
 end
 
 --- Ends the running turn: the answer that arrived, a blank line, then `lines`.
@@ -190,7 +218,8 @@ local function end_turn(lines)
   local running = assert(state.running)
   state.turns = math.max(state.turns, running.turn or 0)
   state.running = nil
-  local shown = running.text == '' and {} or split(running.text)
+  local text = table.concat(running.parts)
+  local shown = text == '' and {} or split(text)
   if #shown > 0 and #lines > 0 then
     table.insert(shown, '')
   end
@@ -200,7 +229,7 @@ end
 ---@param result table The result of `sage/chat`.
 local function finish(result)
   local running = assert(state.running)
-  running.text = result.text
+  running.parts = { result.text }
   running.turn = result.turn
   local lines = {}
   if result.finishReason == 'length' then
@@ -233,7 +262,7 @@ function M.send(message)
   append(split(message))
   append({ '', '## Sage', '' })
   ---@type sage.RunningTurn
-  local running = { text = '', first = vim.api.nvim_buf_line_count(state.buf) }
+  local running = { parts = {}, first = vim.api.nvim_buf_line_count(state.buf) }
   append({ WAITING })
   state.running = running
   local params = { message = message, chatId = state.chat_id }
@@ -263,7 +292,8 @@ function M.send(message)
 end
 
 --- Handles `sage/chatChunk`: appends the delta to the running answer. A chunk with index 0
---- starts the answer afresh, so late chunks of a stopped turn never mix into the next one.
+--- starts the answer afresh (rewriting what was shown of it), so late chunks of a stopped turn
+--- never mix into the next one.
 ---@param params {chatId: string, turn: integer, index: integer, delta: string}
 function M.on_chunk(params)
   local running = state.running
@@ -272,12 +302,13 @@ function M.on_chunk(params)
   end
   if params.index == 0 then
     running.turn = params.turn
-    running.text = ''
+    running.parts = {}
+    running.last = nil
   elseif params.turn ~= running.turn then
     return
   end
-  running.text = running.text .. params.delta
-  show_answer(running)
+  table.insert(running.parts, params.delta)
+  show_delta(running, params.delta)
 end
 
 --- Stops the running answer (`$/cancelRequest`); the part that arrived stays, marked

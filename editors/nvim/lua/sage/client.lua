@@ -144,22 +144,28 @@ function M.current()
   end
 end
 
+--- The server configuration in effect, a copy the caller may change: on 0.11+
+--- `vim.lsp.config('sage')` (the plugin's `lsp/sage.lua`, the user's and `setup()`'s settings
+--- merged), else the one built from the options of `setup()`.
+---@return vim.lsp.ClientConfig
+function M.effective_config()
+  if has_011 and vim.lsp.config[M.name] then
+    return vim.deepcopy(vim.lsp.config[M.name])
+  end
+  return M.lsp_config(config.options)
+end
+
 --- Starts the server (without attaching it to a buffer) unless it runs or is starting.
 local function start()
   if starting then
     return
   end
-  local cfg, launch
-  if has_011 then
-    cfg = vim.deepcopy(vim.lsp.config[M.name])
-    launch = function()
+  local cfg = M.effective_config()
+  local function launch()
+    if has_011 then
       return vim.lsp.start(cfg, { attach = false })
     end
-  else
-    cfg = M.lsp_config(config.options)
-    launch = function()
-      return vim.lsp.start_client(cfg)
-    end
+    return vim.lsp.start_client(cfg)
   end
   if type(cfg.root_dir) ~= 'string' then
     cfg.root_dir = vim.fn.getcwd()

@@ -1,6 +1,5 @@
 --- `:checkhealth sage`.
 local client = require('sage.client')
-local config = require('sage.config')
 local status = require('sage.status')
 
 local M = {}
@@ -97,8 +96,7 @@ local function check_backend()
     vim.health.warn('the running server did not answer sage/backend/status')
     return
   end
-  status.update(result)
-  local text = status.describe(assert(status.get())):gsub('\n', '; ')
+  local text = status.describe(status.update(result)):gsub('\n', '; ')
   if result.state == 'error' then
     vim.health.error(text)
   else
@@ -113,10 +111,7 @@ function M.check()
   else
     vim.health.error('Neovim 0.10 or newer is needed')
   end
-  local cmd = config.options.cmd
-  if vim.fn.has('nvim-0.11') == 1 and vim.lsp.config[client.name] then
-    cmd = vim.lsp.config[client.name].cmd
-  end
+  local cmd = client.effective_config().cmd
   if type(cmd) ~= 'table' or vim.fn.executable(cmd[1]) ~= 1 then
     vim.health.error(
       ('the server command %s is not executable'):format(vim.inspect(cmd)),

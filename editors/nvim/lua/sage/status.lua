@@ -15,6 +15,7 @@ local latest
 --- Keeps a status, fires `User SageStatus` and shows an error state. The params of
 --- `sage/status/didChange` and the results of `sage/backend/*` both fit.
 ---@param status table
+---@return sage.Status kept The status as kept (what `get()` returns now).
 function M.update(status)
   local changed_to_error = status.state == 'error' and (latest == nil or latest.state ~= 'error')
   latest = {
@@ -29,6 +30,7 @@ function M.update(status)
     vim.notify('sage: ' .. (status.message or 'backend error'), vim.log.levels.ERROR)
   end
   vim.api.nvim_exec_autocmds('User', { pattern = 'SageStatus', modeline = false })
+  return latest
 end
 
 --- The latest status, or nil before the server reported one.
