@@ -44,3 +44,8 @@ class SagePaths:
     def logs_dir(self) -> Path:
         """Logs written by sage-lsp itself."""
         return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """The registry of running model services and its locks."""
+        return self.home / "run"

@@ -54,9 +54,7 @@ class ServiceHandlers:
         check_no_params(params, protocol.SERVICES)
         from sage_lsp.services.registry import Registry  # filelock: not at start-up
 
-        registry = Registry(self.server.session.settings.sage_home / "run")
-        with registry.locked():
-            entries = registry.entries()
+        entries = Registry(self.server.session.settings.paths.run_dir).live_entries()
         result = protocol.ServicesResult([service_info(e) for e in entries])
         wire: dict[str, Any] = protocol.to_wire(result)
         return wire

@@ -108,7 +108,7 @@ class ServiceManager:
 
     def __init__(self, settings: Settings, on_progress: ProgressCallback | None = None) -> None:
         self.settings = settings
-        self.registry = Registry(settings.sage_home / "run")
+        self.registry = Registry(settings.paths.run_dir)
         self.store = ModelStore(settings.sage_home)
         self.on_progress = on_progress
         pid = os.getpid()
@@ -349,8 +349,7 @@ class ServiceManager:
 
     def services(self) -> list[ServiceEntry]:
         """Live registry entries."""
-        with self.registry.locked():
-            return self.registry.entries()
+        return self.registry.live_entries()
 
     def stop(self, name: str, wait: float = 20.0) -> bool:
         """Stop service ``name`` now, whoever holds it; False if there is no such service."""

@@ -156,6 +156,11 @@ class Registry:
         with contextlib.suppress(FileNotFoundError):
             self._path(name).unlink()
 
+    def live_entries(self) -> list[ServiceEntry]:
+        """:meth:`entries`, read under the registry lock."""
+        with self.locked():
+            return self.entries()
+
     def entries(self) -> list[ServiceEntry]:
         """Every live entry; entries whose processes are all gone are removed on the way."""
         live: list[ServiceEntry] = []
