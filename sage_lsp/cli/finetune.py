@@ -9,6 +9,7 @@ import typer
 from sage_lsp.backends.base import BackendError
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.runner import EXIT_USAGE, error_code, fail, run_chat
+from sage_lsp.cli.table import print_table
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.store import InvalidModelName, ModelStore
@@ -63,10 +64,4 @@ def finetune_list() -> None:
         print(f"no finetuned models in {store.root}")
         return
     rows = [(m.name, m.base_model or "?", m.state, str(m.path)) for m in models]
-    widths = [
-        max(len(row[i]) for row in [("NAME", "BASE", "STATE", "PATH"), *rows]) for i in range(3)
-    ]
-    for row in [("NAME", "BASE", "STATE", "PATH"), *rows]:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[3]
-        )
+    print_table(("NAME", "BASE", "STATE", "PATH"), rows)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sage_lsp.cli.runner import EXIT_FAILURE, EXIT_USAGE, fail
+from sage_lsp.cli.table import print_table
 from sage_lsp.config import SettingsError, load_settings
 from sage_lsp.services.manager import ServiceManager
 
@@ -48,9 +49,7 @@ def services_list() -> None:
         )
         for e in entries
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(header, rows)
 
 
 @services_app.command("stop")

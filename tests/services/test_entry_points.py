@@ -65,6 +65,7 @@ def test_finetune_list_and_merge_without_adapter(sage_home: Path) -> None:
     listed = sage("finetune", "list")
     assert listed.returncode == 0
     assert MODEL in listed.stdout and "base/model" in listed.stdout and "merged" in listed.stdout
+    assert f"merged  {sage_home}" in listed.stdout  # STATE and PATH are separate columns
     merged = sage("finetune", "merge", MODEL)
     assert merged.returncode == 0 and "no adapter to merge" in merged.stdout
 
