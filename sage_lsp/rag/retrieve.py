@@ -6,6 +6,7 @@ package, the first time it is needed and the user has none.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from importlib import resources
@@ -43,15 +44,25 @@ def embedder_for(settings: Settings) -> Embedder | None:
         return None
     if not settings.embedding_model:
         raise RetrievalError(f"embeddings = {settings.embeddings!r} needs embedding_model")
-    try:
-        if settings.embeddings == "local":
-            return LocalEmbedder(settings.embedding_model)
+    url = None
+    if settings.embeddings == "endpoint":
         url = settings.embedding_base_url or settings.base_url
         if not url:
             raise RetrievalError("embeddings = 'endpoint' needs embedding_base_url (or base_url)")
-        return EndpointEmbedder(url, settings.embedding_model, settings.api_key)
+    try:
+        return _embedder(settings.embeddings, settings.embedding_model, url, settings.api_key)
     except EmbeddingError as exc:
         raise RetrievalError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(kind: str, model: str, url: str | None, api_key: str | None) -> Embedder:
+    """One embedder per configuration, kept between questions: a local model is loaded once
+    and an endpoint's client keeps its connections (a failure is not kept)."""
+    if kind == "local":
+        return LocalEmbedder(model)
+    assert url is not None
+    return EndpointEmbedder(url, model, api_key)
 
 
 def open_index(settings: Settings, name: str) -> DocIndex:
