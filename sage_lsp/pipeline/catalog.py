@@ -60,8 +60,29 @@ def _read(text: str) -> dict[str, Operator]:
     return operators
 
 
+_LOADED: dict[Path | None, tuple[int | None, dict[str, Operator]]] = {}
+"""Catalogs read so far, by SAGE_HOME, with the user file's mtime when they were read."""
+
+
 def load_catalog(sage_home: Path | None = None) -> dict[str, Operator]:
-    """The packaged catalog, extended by the user's (a broken user file is ignored)."""
+    """The packaged catalog, extended by the user's (a broken user file is ignored); read
+    again only when the user's file changes. Callers must not modify it."""
+    mtime = _mtime(sage_home / USER_CATALOG) if sage_home is not None else None
+    loaded = _LOADED.get(sage_home)
+    if loaded is None or loaded[0] != mtime:
+        loaded = (mtime, _load(sage_home))
+        _LOADED[sage_home] = loaded
+    return loaded[1]
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _load(sage_home: Path | None) -> dict[str, Operator]:
     catalog = _read((resources.files("sage_lsp.pipeline") / "operators.yaml").read_text("utf-8"))
     if sage_home is not None:
         user = sage_home / USER_CATALOG

@@ -7,13 +7,12 @@ Pipeline files are ``*.sage.yaml``/``*.sage.yml`` anywhere and ``*.yaml``/``*.ym
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from sage_lsp.pipeline import document
-from sage_lsp.pipeline.catalog import USER_CATALOG, Operator, load_catalog
+from sage_lsp.pipeline.catalog import Operator, load_catalog
 
 if TYPE_CHECKING:
     from sage_lsp.server.app import SageServer
@@ -44,8 +43,6 @@ class PipelineHandlers:
 
     def __init__(self, server: SageServer) -> None:
         self.server = server
-        self._catalog: dict[str, Operator] = {}
-        self._catalog_key: tuple[Path, int | None] | None = None
 
     def register(self) -> None:
         """Register every handler of the group with the server."""
@@ -62,16 +59,8 @@ class PipelineHandlers:
     # --- the catalog -------------------------------------------------------------------------
 
     def catalog(self) -> dict[str, Operator]:
-        """The operator catalog, re-read when ``$SAGE_HOME``'s catalog file changes."""
-        home = self.server.session.settings.sage_home
-        try:
-            mtime: int | None = (home / USER_CATALOG).stat().st_mtime_ns
-        except OSError:
-            mtime = None
-        if self._catalog_key != (home, mtime):
-            self._catalog = load_catalog(home)
-            self._catalog_key = (home, mtime)
-        return self._catalog
+        """The operator catalog of the session's ``$SAGE_HOME``."""
+        return load_catalog(self.server.session.settings.sage_home)
 
     # --- diagnostics -------------------------------------------------------------------------
 
