@@ -349,17 +349,25 @@ def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: boo
     :class:`SettingsError` when ``strict`` (a typo in a config file should not pass silently) and
     are ignored otherwise (an editor may send settings of a newer protocol).
     """
-    top: dict[str, Any] = {}
-    vllm: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     for key, value in flatten(raw).items():
         spec = spec_for(key)
         if spec is None:
             if strict:
                 raise SettingsError(f"unknown setting {key!r} (from {source})")
             continue
-        parsed = parse_value(spec, value, source, key)
-        group, _, attr = spec.name.rpartition(".")
-        (vllm if group else top)[attr] = parsed
+        parsed[spec.name] = parse_value(spec, value, source, key)
+    return _assign(base, parsed)
+
+
+def _assign(base: Settings, values: Mapping[str, Any]) -> Settings:
+    """``base`` with settings named as in :data:`SPECS` (``top_k``, ``vllm.python``) set to
+    parsed values."""
+    top: dict[str, Any] = {}
+    vllm: dict[str, Any] = {}
+    for name, value in values.items():
+        group, _, attr = name.rpartition(".")
+        (vllm if group else top)[attr] = value
     return replace(base, **top, vllm=replace(base.vllm, **vllm))
 
 
@@ -381,17 +389,14 @@ def apply_valid(
             errors.append(str(exc))
             spec = spec_for(key)
             if current is not None and spec is not None:
-                settings = _copy_setting(settings, current, spec.name)
+                settings = _assign(settings, {spec.name: _value(current, spec.name)})
     return settings, errors
 
 
-def _copy_setting(settings: Settings, source: Settings, name: str) -> Settings:
-    """``settings`` with the value of setting ``name`` (``top_k``, ``vllm.python``) taken from
-    ``source``."""
+def _value(settings: Settings, name: str) -> Any:
+    """The value of the setting named ``name`` (``top_k``, ``vllm.python``)."""
     group, _, attr = name.rpartition(".")
-    if group:
-        return replace(settings, vllm=replace(settings.vllm, **{attr: getattr(source.vllm, attr)}))
-    return replace(settings, **{attr: getattr(source, attr)})
+    return getattr(settings.vllm if group else settings, attr)
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:
