@@ -329,17 +329,27 @@ def parse_value(spec: SettingSpec, raw: object, source: str, key: str | None = N
 
 
 def read_config_file(path: Path) -> dict[str, object]:
-    """Read a config file into flat ``{name: raw value}``; a missing file is empty."""
+    """Read a config file into flat ``{name: raw value}``; a missing file is empty.
+
+    A file that cannot be read, is not UTF-8 (as TOML requires) or is not TOML raises
+    :class:`SettingsError` with one line naming the file.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{path} is not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})"
+        ) from None
     try:
         return flatten(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise SettingsError(f"{path} is not valid TOML: {reason}") from None
 
 
 def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: bool) -> Settings:

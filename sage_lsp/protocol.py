@@ -73,6 +73,8 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+"""A handler failed unexpectedly; the server keeps serving."""
 REQUEST_CANCELLED = -32800
 BACKEND_UNAVAILABLE = -32001
 """Connection refused, authentication failed, server error, timeout, broken stream;
@@ -83,6 +85,9 @@ SERVICE_FAILED = -32003
 """A model service failed to start; ``data: {logPath, logTail, exitCode}``."""
 PIPELINE_FAILED = -32004
 """A pipeline could not be built."""
+UNAUTHORIZED = -32005
+"""A TCP client's first message is not an ``initialize`` with the session's token
+(``initializationOptions.authToken``); the connection is closed."""
 
 BackendState = Literal["idle", "starting", "ready", "error"]
 

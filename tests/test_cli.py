@@ -127,6 +127,23 @@ def test_bad_setting_exits_2_and_names_it(sage_home: Path) -> None:
     assert f"invalid finetune_port = 99999 (from {sage_home / 'config.toml'})" in line
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'backend = "mock"\nmodel = "caf\xe9"\n', "not UTF-8 text"),
+        (b"backend = \n", "Invalid value"),
+    ],
+    ids=["bad-bytes", "bad-toml"],
+)
+def test_a_broken_config_file_exits_2_naming_it(
+    sage_home: Path, content: bytes, reason: str
+) -> None:
+    path = sage_home / "config.toml"
+    path.write_bytes(content)
+    line = assert_clean_failure(sage("chat", "-q", "hi", "--backend", "mock"), 2)
+    assert line.startswith(f"error: {path} is not valid TOML: ") and reason in line
+
+
 def test_missing_key_for_openai_is_a_usage_error() -> None:
     line = assert_clean_failure(sage("chat", "--backend", "openai", "-q", "x"), 2)
     assert "needs an API key" in line and "OPENAI_API_KEY" in line

@@ -126,6 +126,16 @@ def test_broken_toml_is_a_clear_error(sage_home: Path) -> None:
         load_settings(env={"SAGE_HOME": str(sage_home)})
 
 
+def test_a_config_file_that_is_not_utf8_is_a_clear_error(sage_home: Path) -> None:
+    path = sage_home / "config.toml"
+    path.write_bytes(b'backend = "mock"\nmodel = "caf\xe9"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={"SAGE_HOME": str(sage_home)})
+    assert str(caught.value) == (
+        f"{path} is not valid TOML: not UTF-8 text (byte 0xe9 at offset 29)"
+    )
+
+
 def test_index_none_turns_retrieval_off(sage_home: Path) -> None:
     assert load_settings({"index": "none"}, env={"SAGE_HOME": str(sage_home)}).index is None
 

@@ -111,7 +111,11 @@ async def read_messages(reader: asyncio.StreamReader, lsp: LanguageServerProtoco
         length: int | None = None
         seen = 0
         while True:
-            line = await reader.readline()
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line longer than the reader's limit: skip the block
+                length = None
+                break
             if not line:
                 return
             if line.strip():
@@ -130,7 +134,17 @@ async def read_messages(reader: asyncio.StreamReader, lsp: LanguageServerProtoco
             body = await reader.readexactly(length)
         except asyncio.IncompleteReadError:
             return
+        dispatch_safely(lsp, body)
+
+
+def dispatch_safely(lsp: LanguageServerProtocol, body: bytes) -> None:
+    """:func:`dispatch`, but a failure it did not foresee is logged and answered with an
+    internal error (``id`` unknown) instead of ending the reader, and with it the session."""
+    try:
         dispatch(lsp, body)
+    except Exception:
+        log.exception("failed to read a message of %d bytes", len(body))
+        send_error(lsp, None, sage.INTERNAL_ERROR, "internal error")
 
 
 def send_error(
@@ -147,7 +161,7 @@ def dispatch(lsp: LanguageServerProtocol, body: bytes) -> None:
     """Check one message's JSON-RPC envelope, answer what pygls would not, hand on the rest."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         send_error(lsp, None, sage.PARSE_ERROR, f"parse error: {exc}")
         return
     if not isinstance(raw, dict):
@@ -184,7 +198,7 @@ def dispatch(lsp: LanguageServerProtocol, body: bytes) -> None:
     except Exception:  # a handler failed outside its request: log, keep serving
         log.exception("failed to handle %s", raw.get("method"))
         if is_request:
-            send_error(lsp, msg_id, -32603, "internal error")
+            send_error(lsp, msg_id, sage.INTERNAL_ERROR, "internal error")
 
 
 def protect_stdout() -> BinaryIO:

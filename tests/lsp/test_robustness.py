@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sage_lsp import protocol
+from sage_lsp.server.transport import read_messages
 from tests.support.rpc_client import RpcClient, frame
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,27 @@ async def client() -> Any:
     assert await c.close() == 0
 
 
+@pytest.mark.parametrize(
+    "content", [b'model = "caf\xe9"\n', b"backend = \n"], ids=["bad-bytes", "bad-toml"]
+)
+async def test_a_broken_config_file_is_shown_and_the_defaults_serve(
+    sage_home: Path, content: bytes
+) -> None:
+    path = sage_home / "config.toml"
+    path.write_bytes(content)
+    client = await RpcClient.start()
+    await client.initialize()
+    messages = client.notifications["window/showMessage"]
+    await client.wait_for(lambda: bool(messages), timeout=10)
+    [shown] = messages
+    assert shown["type"] == 1 and shown["message"].startswith(f"sage: {path} is not valid TOML")
+    assert "\n" not in shown["message"]
+    answer = await client.request(protocol.CHAT, {"message": "hi"})
+    assert "mock backend" in answer["result"]["text"]
+    assert await client.close() == 0
+    assert b"Traceback" not in await client.process.stderr.read()  # type: ignore[union-attr]
+
+
 async def test_malformed_json_gets_a_parse_error_with_null_id(client: RpcClient) -> None:
     await client.send_bytes(frame(b'{"jsonrpc": "2.0", "id": 1, "method": '))
     error = await orphan(client)
@@ -52,6 +75,48 @@ async def test_random_bytes_and_missing_headers(client: RpcClient) -> None:
     await client.send_bytes(frame(bytes(range(256))))
     assert (await orphan(client))["error"]["code"] == protocol.PARSE_ERROR
     await healthy(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"jsonrpc": "2.0", "id": 3, "method": "sage/chat", "params": ' + b"[" * 100_000,
+    ],
+    ids=["array", "params"],
+)
+async def test_deeply_nested_json_gets_a_parse_error(client: RpcClient, body: bytes) -> None:
+    await client.send_bytes(frame(body))
+    error = await orphan(client)
+    assert error["id"] is None and error["error"]["code"] == protocol.PARSE_ERROR
+    assert "recursion" in error["error"]["message"]
+    await healthy(client)
+
+
+async def test_a_header_line_over_the_read_limit_is_skipped(client: RpcClient) -> None:
+    await client.send_bytes(b"X-Padding: " + b"x" * 2**26 + b"\r\n\r\n")
+    assert (await orphan(client))["error"]["code"] == protocol.PARSE_ERROR
+    await healthy(client)
+
+
+async def test_an_unforeseen_failure_is_answered_and_reading_goes_on() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Failing:
+        _shutdown = False
+
+        def structure_message(self, raw: Any) -> Any:
+            raise RuntimeError("not foreseen")
+
+        def _send_data(self, data: dict[str, Any]) -> None:
+            sent.append(data)
+
+    reader = asyncio.StreamReader()
+    request = {"jsonrpc": "2.0", "id": 1, "method": "sage/backend/status", "params": {}}
+    reader.feed_data(frame(request) * 2)
+    reader.feed_eof()
+    await read_messages(reader, Failing())  # type: ignore[arg-type]
+    assert [m["error"]["code"] for m in sent] == [protocol.INTERNAL_ERROR] * 2
 
 
 @pytest.mark.parametrize(
