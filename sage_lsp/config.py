@@ -370,6 +370,26 @@ def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: boo
     return _assign(base, parsed)
 
 
+PROGRAM_SETTINGS = frozenset({"sage_home", "merge_python", "vllm.python", "vllm.extra_args"})
+"""Settings that name programs to run or where files are: never taken from one request."""
+
+
+def apply_override(base: Settings, raw: Mapping[str, object], source: str) -> Settings:
+    """``base`` with a per-request override applied (unknown keys ignored).
+
+    Raises :class:`SettingsError` naming the key for a setting of :data:`PROGRAM_SETTINGS`:
+    those come only from the config file, the environment, flags and the editor's settings.
+    """
+    for key in flatten(raw):
+        spec = spec_for(key)
+        if spec is not None and spec.name in PROGRAM_SETTINGS:
+            raise SettingsError(
+                f"{key} cannot be set per request (from {source}): it names a program or a "
+                "path; set it in the editor's settings or in config.toml"
+            )
+    return apply(base, raw, source, strict=False)
+
+
 def _assign(base: Settings, values: Mapping[str, Any]) -> Settings:
     """``base`` with settings named as in :data:`SPECS` (``top_k``, ``vllm.python``) set to
     parsed values."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,11 +38,20 @@ def lsp(
     tcp: Annotated[bool, typer.Option("--tcp", help="Serve one client over TCP.")] = False,
     host: Annotated[str, typer.Option(help="TCP host.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_TCP_PORT,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --tcp: the file holding the token clients must send as "
+            "initializationOptions.authToken (default: a fresh one in "
+            "$SAGE_HOME/run/lsp-tcp-PORT.token)."
+        ),
+    ] = None,
 ) -> None:
     """Start the language server (stdio by default) for VS Code, Neovim and other editors."""
     from sage_lsp.server.main import main as serve
 
-    serve(["--tcp", "--host", host, "--port", str(port)] if tcp else [])
+    tcp_args = ["--tcp", "--host", host, "--port", str(port)] if tcp else []
+    serve(tcp_args + (["--token-file", str(token_file)] if token_file else []))
 
 
 def main() -> None:

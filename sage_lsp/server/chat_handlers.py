@@ -9,7 +9,7 @@ from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError
 from sage_lsp.backends.factory import create_backend
 from sage_lsp.chat.engine import ChatEngine
-from sage_lsp.config import SettingsError, apply
+from sage_lsp.config import SettingsError, apply_override
 from sage_lsp.rag.index import RetrievalError
 from sage_lsp.rag.retrieve import retrieve
 from sage_lsp.server.errors import invalid_params, rpc_error
@@ -43,7 +43,7 @@ class ChatHandlers:
                 raise protocol.InvalidParams("topK must be between 1 and 20")
             settings = self.session.settings
             if p.backend:
-                settings = apply(settings, p.backend, "params backend", strict=False)
+                settings = apply_override(settings, p.backend, "params backend")
         except (protocol.InvalidParams, SettingsError) as exc:
             raise invalid_params(exc, protocol.CHAT) from None
         session = self.session

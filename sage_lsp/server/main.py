@@ -15,14 +15,16 @@ import os
 import signal
 import sys
 import time
+from functools import partial
+from pathlib import Path
 
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.paths import default_sage_home
 from sage_lsp.protocol import DEFAULT_TCP_PORT
 from sage_lsp.server.app import SageServer
 from sage_lsp.server.logs import setup_logging
+from sage_lsp.server.tcp import OneClient, TokenError, create_token, read_token, token_path
 from sage_lsp.server.transport import (
-    TransportWriter,
     Writer,
     open_stdio,
     protect_stdout,
@@ -55,10 +57,12 @@ async def _drain(writer: Writer, timeout: float) -> None:
     writer.close()
 
 
-async def _run_session(server: SageServer, reader: asyncio.StreamReader, writer: Writer) -> None:
+async def _run_session(
+    server: SageServer, reader: asyncio.StreamReader, writer: Writer, first: bytes | None = None
+) -> None:
     server.writer = writer
     server.protocol.set_writer(writer)
-    reading = asyncio.create_task(read_messages(reader, server.protocol))
+    reading = asyncio.create_task(read_messages(reader, server.protocol, first))
     stopping = asyncio.create_task(server.stopped())
     await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
     log.info("session ending (%s)", "exit requested" if stopping.done() else "input closed")
@@ -73,8 +77,41 @@ async def _run_session(server: SageServer, reader: asyncio.StreamReader, writer:
     await _drain(writer, 0.3)
 
 
-async def serve(tcp: tuple[str, int] | None) -> int:
-    """Serve one client over stdio (or one TCP connection) and return the exit code."""
+async def _serve_tcp(server: SageServer, host: str, port: int, token_file: Path | None) -> int:
+    """Serve the one TCP client that sends the token (see :mod:`sage_lsp.server.tcp`); return
+    the exit code: the session's, 1 when the port cannot be used, 2 for a bad token file."""
+    gate = OneClient(partial(_run_session, server))
+    written: Path | None = None
+    try:
+        bound = await gate.bind(host, port)
+        if token_file is None:
+            written = where = token_path(server.session.settings.paths, bound)
+            token = create_token(written)
+        else:
+            where, token = token_file, read_token(token_file)
+    except (OSError, TokenError) as exc:
+        gate.close()
+        print(f"error: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, TokenError) else 1
+    try:
+        await gate.listen(token, f"send the token in {where} as initializationOptions.authToken")
+        log.info("listening on %s:%d; the token is in %s", host, bound, where)
+        stop = asyncio.create_task(server.stopped())
+        done = asyncio.create_task(gate.finished.wait())
+        await asyncio.wait({stop, done}, return_when=asyncio.FIRST_COMPLETED)
+        if gate.chosen:
+            await done  # the session ends itself when asked to stop
+        else:
+            gate.close()
+            await server.close()
+    finally:
+        if written is not None:
+            written.unlink(missing_ok=True)
+    return server.exit_code or 0
+
+
+async def serve(tcp: tuple[str, int] | None, token_file: Path | None = None) -> int:
+    """Serve one client over stdio (or over TCP, with a token) and return the exit code."""
     settings, errors = initial_settings()
     server = SageServer(settings, errors)
     setup_logging(settings.paths.logs_dir, server.log_handler)
@@ -86,20 +123,7 @@ async def serve(tcp: tuple[str, int] | None) -> int:
         reader, writer = await open_stdio(sys.stdin.buffer, protect_stdout())
         await _run_session(server, reader, writer)
     else:
-        finished = asyncio.Event()
-
-        async def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            listener.close()
-            await _run_session(server, r, TransportWriter(w.transport))
-            finished.set()
-
-        listener = await asyncio.start_server(connected, *tcp)
-        log.info("listening on %s:%d", *tcp)
-        stop = asyncio.create_task(server.stopped())
-        done = asyncio.create_task(finished.wait())
-        await asyncio.wait({stop, done}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            await server.close()
+        return await _serve_tcp(server, *tcp, token_file)
     return server.exit_code or 0
 
 
@@ -110,8 +134,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tcp", action="store_true", help="serve one client over TCP")
     parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_TCP_PORT, help="TCP port")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="with --tcp: the file holding the token clients must send (default: a fresh one "
+        "in $SAGE_HOME/run/lsp-tcp-PORT.token)",
+    )
     args = parser.parse_args(argv)
-    code = asyncio.run(serve((args.host, args.port) if args.tcp else None))
+    if args.token_file is not None and not args.tcp:
+        parser.error("--token-file needs --tcp")
+    code = asyncio.run(serve((args.host, args.port) if args.tcp else None, args.token_file))
     logging.shutdown()
     with contextlib.suppress(Exception):
         sys.stderr.flush()

@@ -23,6 +23,8 @@ from sage_lsp import protocol as sage
 
 log = logging.getLogger(__name__)
 
+CONTENT_TYPE = b"application/vscode-jsonrpc; charset=utf-8"
+"""The ``Content-Type`` header of every message sent."""
 HEADER_LIMIT = 64
 """Most header lines accepted before a body; more means the stream is not JSON-RPC."""
 
@@ -101,38 +103,64 @@ def _feed_from_file(
     loop.call_soon_threadsafe(reader.feed_eof)
 
 
-async def read_messages(reader: asyncio.StreamReader, lsp: LanguageServerProtocol) -> None:
-    """Read framed messages until EOF and dispatch each one.
+class FrameError(ValueError):
+    """A header block without a usable ``Content-Length``."""
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int | None = None) -> bytes | None:
+    """The body of the next framed message, or None at the end of the stream.
+
+    Raises :class:`FrameError` for a header block without a usable ``Content-Length`` (or,
+    with ``limit``, one announcing a longer body), which is then skipped: the next call reads
+    the next header block.
+    """
+    length: int | None = None
+    seen = 0
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line longer than the reader's limit: skip the block
+            length = None
+            break
+        if not line:
+            return None
+        if line.strip():
+            seen += 1
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        elif length is not None or seen:
+            break
+        if seen > HEADER_LIMIT:
+            break
+    if length is None:
+        raise FrameError("no valid Content-Length header")
+    if limit is not None and length > limit:
+        raise FrameError(f"a message of {length} bytes is over the limit of {limit}")
+    try:
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return None
+
+
+async def read_messages(
+    reader: asyncio.StreamReader, lsp: LanguageServerProtocol, first: bytes | None = None
+) -> None:
+    """Dispatch ``first`` (a body already read), then read framed messages until EOF and
+    dispatch each one.
 
     A header block without a usable ``Content-Length`` is answered with a parse error and
     skipped; the stream goes on with the next header block.
     """
+    if first is not None:
+        dispatch_safely(lsp, first)
     while True:
-        length: int | None = None
-        seen = 0
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # a line longer than the reader's limit: skip the block
-                length = None
-                break
-            if not line:
-                return
-            if line.strip():
-                seen += 1
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length" and value.strip().isdigit():
-                    length = int(value.strip())
-            elif length is not None or seen:
-                break
-            if seen > HEADER_LIMIT:
-                break
-        if length is None:
-            send_error(lsp, None, sage.PARSE_ERROR, "parse error: no valid Content-Length header")
-            continue
         try:
-            body = await reader.readexactly(length)
-        except asyncio.IncompleteReadError:
+            body = await read_frame(reader)
+        except FrameError as exc:
+            send_error(lsp, None, sage.PARSE_ERROR, f"parse error: {exc}")
+            continue
+        if body is None:
             return
         dispatch_safely(lsp, body)
 
@@ -145,6 +173,12 @@ def dispatch_safely(lsp: LanguageServerProtocol, body: bytes) -> None:
     except Exception:
         log.exception("failed to read a message of %d bytes", len(body))
         send_error(lsp, None, sage.INTERNAL_ERROR, "internal error")
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One message framed as pygls frames it, for writing outside a protocol."""
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\nContent-Type: %s\r\n\r\n%s" % (len(body), CONTENT_TYPE, body)
 
 
 def send_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +89,41 @@ async def test_bad_params_name_the_field(
     assert err.value.code == protocol.INVALID_PARAMS
     assert field in err.value.message
     assert (await request(client, protocol.BACKEND_STATUS, {}))["backend"] == "mock"
+
+
+async def test_a_turn_cannot_choose_a_program_to_run(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    program = tmp_path / "evil.sh"
+    program.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    program.chmod(0o755)
+    override = {"backend": "vllm", "model": "m", "vllm": {"python": str(program)}}
+    with pytest.raises(JsonRpcException) as err:
+        await request(client, protocol.CHAT, {"message": "x", "backend": override})
+    assert err.value.code == protocol.INVALID_PARAMS
+    assert "vllm.python cannot be set per request" in err.value.message
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"vllm": {"extraArgs": ["--x"]}},
+        {"vllm.python": "/bin/true"},
+        {"mergePython": "/bin/true"},
+        {"sageHome": "/tmp"},
+    ],
+    ids=["vllm.extraArgs", "flat vllm.python", "mergePython", "sageHome"],
+)
+async def test_no_override_names_a_program_or_a_path(
+    client: LanguageClient, override: dict[str, Any]
+) -> None:
+    [key] = [k if not isinstance(v, dict) else f"{k}.{next(iter(v))}" for k, v in override.items()]
+    with pytest.raises(JsonRpcException) as err:
+        await request(client, protocol.CHAT, {"message": "x", "backend": override})
+    assert err.value.code == protocol.INVALID_PARAMS
+    assert f"{key} cannot be set per request" in err.value.message
 
 
 async def test_unknown_method(client: LanguageClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -134,35 +133,3 @@ async def test_sage_lsp_console_commands_serve() -> None:
         result = await client.initialize({"backend": "mock"})
         assert result["capabilities"]["experimental"]["sage"]["version"] == 1
         assert await client.close() == 0
-
-
-async def test_tcp_mode_serves_one_client() -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sage_lsp",
-        "--tcp",
-        "--port",
-        str(port),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    for _ in range(100):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
-    ).encode()
-    writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    await writer.drain()
-    response = await asyncio.wait_for(reader.readuntil(b'"sage"'), 10)
-    assert b'"id": 1' in response or b'"id":1' in response
-    writer.close()
-    assert await asyncio.wait_for(process.wait(), 5) == 0
