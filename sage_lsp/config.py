@@ -82,6 +82,8 @@ class Settings:
     """Retrieval index name, or ``None`` for no retrieval."""
     top_k: int = 4
     """How many retrieved passages go into the prompt (1..20)."""
+    ingest_max_file_mb: float = 10.0
+    """Ingest skips (without reading) files larger than this many MiB, with a warning."""
     keep_alive_seconds: float = 0.0
     """How long a launched service outlives its last editor session."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -270,6 +272,9 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("finetune_port", "finetunePort", _int_range(1, 65535), ("SAGE_FINETUNE_PORT",)),
     SettingSpec("index", "index", _optional_index, ("SAGE_INDEX",)),
     SettingSpec("top_k", "topK", _int_range(1, 20), ("SAGE_TOP_K",)),
+    SettingSpec(
+        "ingest_max_file_mb", "ingestMaxFileMb", _positive, ("SAGE_INGEST_MAX_FILE_MB",)
+    ),
     SettingSpec(
         "keep_alive_seconds", "keepAliveSeconds", _non_negative, ("SAGE_KEEP_ALIVE_SECONDS",)
     ),

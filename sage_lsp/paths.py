@@ -7,15 +7,71 @@ The layout is SAGE's, so models finetuned with SAGE are found where SAGE put the
     $SAGE_HOME/logs/                       logs of sage-lsp itself
     $SAGE_HOME/cache/chat/                 retrieval indexes
     $SAGE_HOME/finetune_output/<name>/     finetuned models
+
+What sage-lsp creates there is private to the user (folders 0700, files 0600) whatever the
+umask: each entry point calls :func:`private_umask` first (the supervisor, vLLM and the merge
+child inherit it), and the files written through this module get those modes explicitly. What
+the user put there is left as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 SAGE_HOME_ENV = "SAGE_HOME"
+PRIVATE_UMASK = 0o077
+"""Bits no file or folder sage-lsp creates gives to the group or to others."""
+
+
+def private_umask() -> int:
+    """Make what this process and its children create private to the user (the process umask
+    gains :data:`PRIVATE_UMASK`); returns the umask it had. Entry points call it first."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+    return previous
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each with mode 0700; folders that exist are
+    left as they are."""
+    missing: list[Path] = []
+    folder = path
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            folder.mkdir(mode=0o700)
+    return path
+
+
+def create_private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 (its folders 0700) unless it exists, so that the
+    library that opens it next (prompt_toolkit's history, logging, SQLite) finds a private file."""
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    return path
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Replace ``path`` at once with ``text`` (UTF-8) in a new file of mode 0600."""
+    make_private_dir(path.parent)
+    out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, removed on failure
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    )  # mkstemp: mode 0600, a fresh name for each writer
+    try:
+        with out:
+            out.write(text)
+        Path(out.name).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(out.name)
+        raise
 
 
 def default_sage_home() -> Path:

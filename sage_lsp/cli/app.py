@@ -11,6 +11,7 @@ from sage_lsp.cli.chat import chat_app
 from sage_lsp.cli.finetune import finetune_app
 from sage_lsp.cli.pipeline import pipeline_app
 from sage_lsp.cli.services import services_app
+from sage_lsp.paths import private_umask
 from sage_lsp.protocol import DEFAULT_TCP_PORT
 
 app = typer.Typer(
@@ -56,4 +57,5 @@ def lsp(
 
 def main() -> None:
     """Entry point of the ``sage`` console script."""
+    private_umask()
     app()

@@ -4,6 +4,7 @@ for the retrieval indexes."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -87,9 +88,13 @@ def ingest(
             def show(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, total=total, description=name[-40:])
 
-            report = target.ingest(source, chunk_size, chunk_overlap, max_files, show)
+            report = target.ingest(
+                source, chunk_size, chunk_overlap, max_files, show, settings.ingest_max_file_mb
+            )
     except (SettingsError, RetrievalError) as exc:
         raise fail(str(exc), EXIT_USAGE, False) from None
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     documents, chunks = target.counts()
     r = report
     print(

@@ -15,6 +15,7 @@ from sage_lsp.backends.factory import create_backend
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.repl import ChatSession
 from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.paths import create_private_file
 from sage_lsp.rag.index import RetrievalError
 from sage_lsp.services.store import InvalidModelName
 
@@ -51,7 +52,7 @@ async def _interactive(session: ChatSession, debug: bool) -> None:
     from prompt_toolkit.history import FileHistory
 
     history_file = session.settings.paths.chat_history_file
-    history_file.parent.mkdir(parents=True, exist_ok=True)
+    create_private_file(history_file)  # it holds what the user typed: 0600
     prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)))
 
     def report(exc: Exception) -> None:

@@ -5,6 +5,9 @@ and an FTS5 table over chunk text, title and heading. Chinese, Japanese and Kore
 indexed as character bigrams (FTS5's tokenizer would keep a whole run of CJK characters as one
 token, so ``默认`` would not find ``默认为``). ``<name>.manifest.json`` beside it carries SAGE's
 manifest fields. Re-ingesting a folder re-processes only changed files and drops deleted ones.
+Ingest reads only what is inside the folder (a link that leads out of it is left out) and no file
+over the size limit (``ingest_max_file_mb``); both are reported as warnings. The index files are
+private to the user (0600, the SQLite journal files too, in a 0700 folder).
 """
 
 from __future__ import annotations
@@ -12,19 +15,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
-from sage_lsp.config import model_name
+from sage_lsp.config import Settings, model_name
+from sage_lsp.paths import create_private_file, make_private_dir, write_private_text
 from sage_lsp.rag import dense
-from sage_lsp.rag.chunking import SUFFIXES, chunk_document
+from sage_lsp.rag.chunking import SUFFIXES, Chunk, chunk_document
 from sage_lsp.rag.dense import Embedder
 
 SCHEMA_VERSION = 1
+MIB = 1 << 20
+"""The unit of ``ingest_max_file_mb``."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -123,6 +130,8 @@ class IngestReport:
     chunks: int = 0
     seconds: float = 0.0
     bytes_read: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """One line per file or folder left out, naming it and saying why."""
 
 
 def cjk_bigrams(text: str) -> str:
@@ -191,7 +200,9 @@ class DocIndex:
                 f"there is no index {self.name!r} (looked for {self.db_path}); build it with "
                 f"`sage chat ingest --source DIR --index {self.name}`"
             )
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.db_path.parent)
+        if create:
+            create_private_file(self.db_path)  # SQLite gives its -wal and -shm files this mode
         db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 60000")
@@ -242,20 +253,19 @@ class DocIndex:
         chunk_overlap: int = 160,
         max_files: int | None = None,
         progress: Progress | None = None,
+        max_file_mb: float = Settings.ingest_max_file_mb,
     ) -> IngestReport:
         """Bring the index up to date with ``source``: new and changed files are (re)chunked,
-        unchanged ones kept, deleted ones dropped."""
+        unchanged ones kept, deleted ones dropped. Links that lead out of ``source`` and files
+        over ``max_file_mb`` MiB are left out (not read) with a warning in the report."""
         if not source.is_dir():
             raise RetrievalError(f"{source} is not a folder")
         if chunk_size < 100 or not 0 <= chunk_overlap < chunk_size:
             raise RetrievalError("chunk size must be at least 100 and the overlap smaller than it")
         started = time.monotonic()
-        files = sorted(
-            p for p in source.rglob("*")
-            if p.is_file() and p.suffix.lower() in SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        )[:max_files]  # fmt: skip
-        report = IngestReport()
+        files, warnings = source_files(source)
+        files = files[:max_files]
+        report = IngestReport(warnings=warnings)
         with self.connect(create=True) as db:
             shape = f"{chunk_size}/{chunk_overlap}"
             rechunk = self._meta(db, "chunking") not in (None, shape)
@@ -264,54 +274,26 @@ class DocIndex:
             if rechunk:  # a new chunk size or overlap: every file is chunked again
                 known = dict.fromkeys(known, "")
             seen: set[str] = set()
-            for done, path in enumerate(files, 1):
-                rel = path.relative_to(source).as_posix()
-                seen.add(rel)
+            for done, (rel, real) in enumerate(files, 1):
                 if progress is not None:
                     progress(done, len(files), rel)
-                data = path.read_bytes()
+                data = _read(rel, real, max_file_mb, report)
+                if data is None:
+                    continue  # left out: a copy indexed before is dropped below
+                seen.add(rel)
                 report.bytes_read += len(data)
                 digest = hashlib.sha256(data).hexdigest()
                 if known.get(rel) == digest:
                     report.unchanged += 1
                     continue
                 text = _decode(data)
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._drop(db, rel)
-                    if text is None:
-                        report.skipped += 1  # binary: remembered, so it is not read again
-                        chunks = []
-                    else:
-                        chunks = chunk_document(rel, text, chunk_size, chunk_overlap)
-                    title = chunks[0].title if chunks else path.stem
-                    new_ids: list[int] = []
-                    db.execute(
-                        "INSERT INTO documents VALUES (?, ?, ?, ?)", (rel, digest, len(data), title)
-                    )
-                    for c in chunks:
-                        cursor = db.execute(
-                            "INSERT INTO chunks(doc_path, n, title, heading, anchor, start, text)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (c.doc_path, c.n, c.title, c.heading, c.anchor, c.start, c.text),
-                        )
-                        db.execute(
-                            "INSERT INTO chunks_fts(rowid, text, title, heading, cjk)"
-                            " VALUES (?, ?, ?, ?, ?)",
-                            (cursor.lastrowid, c.text, c.title, c.heading,
-                             cjk_bigrams(f"{c.title} {c.heading} {c.text}")),
-                        )  # fmt: skip
-                        new_ids.append(int(cursor.lastrowid or 0))
-                    if self.embedder is not None:
-                        dense.store(db, self.embedder, new_ids, [c.text for c in chunks])
-                    db.execute("COMMIT")
-                except dense.EmbeddingError as exc:
-                    db.execute("ROLLBACK")
-                    raise RetrievalError(str(exc)) from None
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+                chunks = []
+                if text is not None:
+                    chunks = chunk_document(rel, text, chunk_size, chunk_overlap)
+                self._store(db, rel, digest, len(data), chunks)
                 report.chunks += len(chunks)
+                if text is None:
+                    report.skipped += 1  # binary: remembered, so it is not read again
                 if rel in known:
                     report.updated += 1
                 elif text is not None:
@@ -329,6 +311,40 @@ class DocIndex:
         report.seconds = time.monotonic() - started
         self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
         return report
+
+    def _store(
+        self, db: sqlite3.Connection, rel: str, digest: str, size: int, chunks: list[Chunk]
+    ) -> None:
+        """Replace the document ``rel`` (its SHA-256 and size) and its chunks in one
+        transaction, with their vectors when dense retrieval is on."""
+        title = chunks[0].title if chunks else PurePosixPath(rel).stem
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._drop(db, rel)
+            db.execute("INSERT INTO documents VALUES (?, ?, ?, ?)", (rel, digest, size, title))
+            new_ids: list[int] = []
+            for c in chunks:
+                cursor = db.execute(
+                    "INSERT INTO chunks(doc_path, n, title, heading, anchor, start, text)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (c.doc_path, c.n, c.title, c.heading, c.anchor, c.start, c.text),
+                )
+                db.execute(
+                    "INSERT INTO chunks_fts(rowid, text, title, heading, cjk)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (cursor.lastrowid, c.text, c.title, c.heading,
+                     cjk_bigrams(f"{c.title} {c.heading} {c.text}")),
+                )  # fmt: skip
+                new_ids.append(int(cursor.lastrowid or 0))
+            if self.embedder is not None:
+                dense.store(db, self.embedder, new_ids, [c.text for c in chunks])
+            db.execute("COMMIT")
+        except dense.EmbeddingError as exc:
+            db.execute("ROLLBACK")
+            raise RetrievalError(str(exc)) from None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _embed_missing(self, db: sqlite3.Connection) -> None:
         """Vectors for chunks that have none from this model (an index built before)."""
@@ -417,9 +433,7 @@ class DocIndex:
             "num_documents": documents,
             "num_chunks": chunks,
         }
-        temporary = self.manifest_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        temporary.replace(self.manifest_path)
+        write_private_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
 
     def _method(self) -> dict[str, object]:
         """The manifest's ``embedding`` field: how this index retrieves."""
@@ -471,6 +485,63 @@ class DocIndex:
         """``(documents, chunks)``."""
         with self.connect() as db:
             return self._counts(db)
+
+
+def source_files(source: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """What ingest reads under ``source``: for each file of a type it reads, outside hidden
+    files and folders, its path relative to ``source`` and the file it resolves to, in path
+    order; and a warning for each link that leads out of ``source`` (left out). Links to
+    folders are not followed (one inside ``source`` is read through its own path)."""
+    root = source.resolve()
+    found: list[tuple[Path, Path]] = []
+    warnings: list[str] = []
+    for folder, dirs, names in os.walk(source):
+        here = Path(folder)
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in dirs:
+            if (here / name).is_symlink() and not (here / name).resolve().is_relative_to(root):
+                warnings.append(_outside(here / name, source, root))
+        for name in sorted(names):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            real = path.resolve()
+            if not real.is_relative_to(root):
+                warnings.append(_outside(path, source, root))
+            elif real.is_file():
+                found.append((path, real))
+    found.sort()
+    return [(path.relative_to(source).as_posix(), real) for path, real in found], warnings
+
+
+def _outside(link: Path, source: Path, root: Path) -> str:
+    """The warning for a link that leads out of the ingested folder."""
+    return (
+        f"skipped {link.relative_to(source).as_posix()}: it is a link to "
+        f"{link.resolve()}, outside {root}"
+    )
+
+
+def _read(rel: str, path: Path, max_file_mb: float, report: IngestReport) -> bytes | None:
+    """The file's bytes, or None with a warning in ``report`` when it is over ``max_file_mb``
+    MiB (known from its size, before reading) or cannot be read. Never reads more than the
+    limit and a byte, and does not follow a link put in place of the file after it was listed."""
+    limit = int(max_file_mb * MIB)
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(limit + 1) if size <= limit else b""
+    except OSError as exc:
+        report.warnings.append(f"skipped {rel}: it cannot be read ({exc.strerror or exc})")
+        return None
+    if size > limit or len(data) > limit:  # over the limit, or it grew after the check
+        size = max(size, len(data))
+        report.warnings.append(
+            f"skipped {rel}: {size:,} bytes, over the limit of {limit:,} "
+            f"(ingest_max_file_mb = {max_file_mb:g})"
+        )
+        return None
+    return data
 
 
 def _decode(data: bytes) -> str | None:

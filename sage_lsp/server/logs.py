@@ -1,7 +1,9 @@
-"""Logging of the language server: a file under ``$SAGE_HOME/logs/`` and ``window/logMessage``."""
+"""Logging of the language server: a file under ``$SAGE_HOME/logs/`` (mode 0600, rotated) and
+``window/logMessage``."""
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 from collections.abc import Callable
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+
+from sage_lsp.paths import create_private_file, make_private_dir
 
 LOGGER = "sage_lsp"
 """Only this logger's records go to the editor (pygls logs every message it sends)."""
@@ -50,6 +54,15 @@ class EditorLogHandler(logging.Handler):
             self._sending = False
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are private to the user (0600) whatever the umask: each
+    new file, the first one and the one begun after a rotation, is created with that mode."""
+
+    def _open(self) -> io.TextIOWrapper:
+        create_private_file(Path(self.baseFilename))
+        return super()._open()
+
+
 def setup_logging(logs_dir: Path, editor: EditorLogHandler) -> Path:
     """Log everything at INFO and above to ``logs_dir/lsp.log``, ``sage_lsp`` also to the editor.
 
@@ -60,8 +73,8 @@ def setup_logging(logs_dir: Path, editor: EditorLogHandler) -> Path:
     root.setLevel(logging.INFO)
     logging.getLogger("pygls").setLevel(logging.WARNING)
     try:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        make_private_dir(logs_dir)
+        handler = PrivateRotatingFileHandler(
             path, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:

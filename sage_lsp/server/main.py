@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from sage_lsp.config import Settings, SettingsError, load_settings
-from sage_lsp.paths import default_sage_home
+from sage_lsp.paths import default_sage_home, private_umask
 from sage_lsp.protocol import DEFAULT_TCP_PORT
 from sage_lsp.server.app import SageServer
 from sage_lsp.server.logs import setup_logging
@@ -129,6 +129,7 @@ async def serve(tcp: tuple[str, int] | None, token_file: Path | None = None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, serve, and exit with the session's exit code."""
+    private_umask()
     parser = argparse.ArgumentParser(prog="sage-lsp", description="The sage-lsp language server.")
     parser.add_argument("--stdio", action="store_true", help="serve over stdio (the default)")
     parser.add_argument("--tcp", action="store_true", help="serve one client over TCP")
