@@ -1,7 +1,8 @@
 """Pipeline files as text: diagnostics with exact ranges, completion and hover contexts.
 
-Pure functions over a document's text. Positions are 0-based lines and UTF-16 code units
-(what the Language Server Protocol uses); PyYAML's marks (code points) are converted.
+Pure functions over a document's text. Positions are 0-based lines and columns in code points
+(Python string indexes, as PyYAML's marks are); the language server converts them to and from
+the position encoding it negotiated with the client.
 Completion and hover look at the raw text by indentation, since a file being typed is often
 not valid YAML.
 """
@@ -54,7 +55,7 @@ CLASS_ROLES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Span:
-    """A range in a document: 0-based lines, UTF-16 columns, end exclusive."""
+    """A range in a document: 0-based lines, code-point columns, end exclusive."""
 
     start_line: int
     start_char: int
@@ -127,32 +128,9 @@ def split_lines(text: str) -> list[str]:
     return _LINE_BREAK.split(text)
 
 
-def _utf16(line: str, column: int) -> int:
-    """A code-point column of ``line`` in UTF-16 code units."""
-    prefix = line[:column]
-    return column + sum(1 for ch in prefix if ord(ch) > 0xFFFF)
-
-
-def _code_points(line: str, units: int) -> int:
-    """A UTF-16 column of ``line`` in code points (clamped to the line)."""
-    count = 0
-    for i, ch in enumerate(line):
-        if count >= units:
-            return i
-        count += 2 if ord(ch) > 0xFFFF else 1
-    return len(line)
-
-
-def _span(lines: list[str], line: int, start: int, end_line: int, end: int) -> Span:
-    def at(row: int, col: int) -> int:
-        return _utf16(lines[row], col) if 0 <= row < len(lines) else col
-
-    return Span(line, at(line, start), end_line, at(end_line, end))
-
-
-def _node_span(lines: list[str], node: Node) -> Span:
+def _node_span(node: Node) -> Span:
     start, end = node.start_mark, node.end_mark
-    return _span(lines, start.line, start.column, end.line, end.column)
+    return Span(start.line, start.column, end.line, end.column)
 
 
 # --- diagnostics -----------------------------------------------------------------------------
@@ -184,8 +162,7 @@ def diagnose(text: str, known_classes: set[str] | None = None) -> list[Finding]:
     except yaml.YAMLError as exc:
         return [_yaml_error(lines, exc)]
     return [
-        Finding(_problem_span(lines, node, p), str(p), p.severity)
-        for p in validate(data, known_classes)
+        Finding(_problem_span(node, p), str(p), p.severity) for p in validate(data, known_classes)
     ]
 
 
@@ -203,7 +180,7 @@ def _yaml_error(lines: list[str], exc: yaml.YAMLError) -> Finding:
     end = len(line.rstrip())
     if end <= col:  # at the end of a line: mark one character if there is one
         end = min(col + 1, len(line))
-    return Finding(_span(lines, row, col, row, max(end, col)), message)
+    return Finding(Span(row, col, row, max(end, col)), message)
 
 
 @dataclass
@@ -247,26 +224,26 @@ def _locate(root: Node | None, path: str) -> _Located:
     return found
 
 
-def _problem_span(lines: list[str], root: Node | None, problem: Problem) -> Span:
+def _problem_span(root: Node | None, problem: Problem) -> Span:
     if root is None:
         return Span(0, 0, 0, 0)
     found = _locate(root, problem.path)
     value = found.value if found.value is not None else root
     if found.rest:  # a missing key: the parent's key, or the parent mapping's first key
         if found.key is not None:
-            return _node_span(lines, found.key)
+            return _node_span(found.key)
         if isinstance(value, MappingNode) and value.value:
-            return _node_span(lines, value.value[0][0])
-        return _node_span(lines, value)
+            return _node_span(value.value[0][0])
+        return _node_span(value)
     if problem.message.startswith("unknown key") and found.key is not None:
-        return _node_span(lines, found.key)
+        return _node_span(found.key)
     if found.key is not None:
         empty = value.start_mark.index == value.end_mark.index
         if empty or (isinstance(value, MappingNode | SequenceNode) and _multiline(value)):
-            return _node_span(lines, found.key)
+            return _node_span(found.key)
     if isinstance(value, MappingNode) and found.key is None and value.value and _multiline(value):
-        return _node_span(lines, value.value[0][0])
-    return _node_span(lines, value)
+        return _node_span(value.value[0][0])
+    return _node_span(value)
 
 
 def _multiline(node: Node) -> bool:
@@ -393,7 +370,7 @@ def complete(
     if not 0 <= line < len(lines):
         return None
     current = lines[line]
-    col = _code_points(current, character)
+    col = min(character, len(current))
     prefix = current[:col]
     typing_value = _TYPING_VALUE.match(prefix)
     if typing_value:
@@ -418,7 +395,7 @@ def complete(
         for key in KEYS[schema]
         if key not in present
     ]
-    return Completions(_span(lines, line, start, line, end), items)
+    return Completions(Span(line, start, line, end), items)
 
 
 def _key_detail(schema: str, key: str) -> str:
@@ -441,7 +418,7 @@ def _complete_value(
     start = typed.start("word")
     end = typed.end("word")
     end += len(re.match(r"[\w.]*", lines[line][end:]).group())  # type: ignore[union-attr]
-    replace = _span(lines, line, start, line, end)
+    replace = Span(line, start, line, end)
     if key == "kind" and schema == "stages[]":
         items = [Suggestion(k, "kind", KIND_DESCRIPTIONS[k]) for k in STAGE_KINDS]
     elif key == "type" and schema == "pipeline":
@@ -480,11 +457,11 @@ def hover(
     m = _VALUE_LINE.match(current)
     if m is None:
         return None
-    col = _code_points(current, character)
+    col = min(character, len(current))
     if not m.start("key") <= col <= m.end("word"):
         return None
     word = m.group("word")
-    span = _span(lines, line, m.start("word"), line, m.end("word"))
+    span = Span(line, m.start("word"), line, m.end("word"))
     if m.group("key") == "class":
         operator = catalog.get(word)
         if operator is None:

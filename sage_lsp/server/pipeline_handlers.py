@@ -2,6 +2,10 @@
 
 Pipeline files are ``*.sage.yaml``/``*.sage.yml`` anywhere and ``*.yaml``/``*.yml`` under a
 ``pipelines`` folder; other documents get nothing from these handlers.
+
+:mod:`sage_lsp.pipeline.document` counts columns in code points; positions are converted here,
+at the boundary, from and to the encoding negotiated at ``initialize`` (utf-8, utf-16 or
+utf-32: the first the client offers, utf-16 when it offers none) with pygls' position codec.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+from pygls.workspace import PositionCodec
 
 from sage_lsp.pipeline import document
 from sage_lsp.pipeline.catalog import Operator, load_catalog
@@ -31,11 +36,23 @@ _ITEM_KIND = {
 }
 
 
-def _range(span: document.Span) -> types.Range:
-    return types.Range(
-        start=types.Position(line=span.start_line, character=span.start_char),
-        end=types.Position(line=span.end_line, character=span.end_char),
-    )
+class _Text:
+    """A pipeline file's text, its lines, and the client's position encoding."""
+
+    def __init__(self, source: str, codec: PositionCodec) -> None:
+        self.source = source
+        self.lines = document.split_lines(source)
+        self.codec = codec
+
+    def column(self, position: types.Position) -> int:
+        """The code-point column of a position the client sent."""
+        return self.codec.position_from_client_units(self.lines, position).character
+
+    def range(self, span: document.Span) -> types.Range:
+        """``span`` in the client's position encoding."""
+        start = types.Position(line=span.start_line, character=span.start_char)
+        end = types.Position(line=span.end_line, character=span.end_char)
+        return self.codec.range_to_client_units(self.lines, types.Range(start=start, end=end))
 
 
 class PipelineHandlers:
@@ -82,13 +99,13 @@ class PipelineHandlers:
         """Publish the diagnostics of the pipeline file at ``uri`` (nothing for other files)."""
         if not document.is_pipeline_file(uri):
             return
-        text = self.server.workspace.get_text_document(uri).source
-        findings = document.diagnose(text, set(self.catalog()))
+        text = self._text(uri)
+        findings = document.diagnose(text.source, set(self.catalog()))
         self._send(
             uri,
             [
                 types.Diagnostic(
-                    range=_range(f.span),
+                    range=text.range(f.span),
                     message=f.message,
                     severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Error),
                     source="sage",
@@ -104,23 +121,26 @@ class PipelineHandlers:
 
     # --- completion and hover ----------------------------------------------------------------
 
-    def _pipeline_text(self, params: types.CompletionParams | types.HoverParams) -> str | None:
+    def _text(self, uri: str) -> _Text:
+        """The synced text of the document at ``uri``."""
+        workspace = self.server.workspace
+        return _Text(workspace.get_text_document(uri).source, workspace.position_codec)
+
+    def _pipeline_text(self, params: types.CompletionParams | types.HoverParams) -> _Text | None:
         """The text of the document at ``params`` if it is a pipeline file, else None."""
         uri = params.text_document.uri
-        if not document.is_pipeline_file(uri):
-            return None
-        return self.server.workspace.get_text_document(uri).source
+        return self._text(uri) if document.is_pipeline_file(uri) else None
 
     def completion(self, params: types.CompletionParams) -> types.CompletionList | None:
         """Keys, stage kinds, pipeline types or operator classes at the cursor."""
         text = self._pipeline_text(params)
         if text is None:
             return None
-        pos = params.position
-        found = document.complete(text, pos.line, pos.character, self.catalog())
+        line = params.position.line
+        found = document.complete(text.source, line, text.column(params.position), self.catalog())
         if found is None:
             return None
-        replace = _range(found.replace)
+        replace = text.range(found.replace)
         items = [
             types.CompletionItem(
                 label=s.label,
@@ -143,11 +163,11 @@ class PipelineHandlers:
         text = self._pipeline_text(params)
         if text is None:
             return None
-        pos = params.position
-        found = document.hover(text, pos.line, pos.character, self.catalog())
+        line = params.position.line
+        found = document.hover(text.source, line, text.column(params.position), self.catalog())
         if found is None:
             return None
         return types.Hover(
             contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=found.markdown),
-            range=_range(found.span),
+            range=text.range(found.span),
         )
