@@ -371,6 +371,8 @@ class IngestResult:
     """Binary files skipped."""
     seconds: float
     """How long it took."""
+    warnings: list[str]
+    """One line per file left out (a link out of the folder, a file over ``ingestMaxFileMb``)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from sage_lsp.server.errors import check_no_params, invalid_params
 
 if TYPE_CHECKING:
     from sage_lsp.server.app import SageServer
+
+log = logging.getLogger(__name__)
 
 
 def index_info(index: DocIndex) -> protocol.IndexInfo:
@@ -78,8 +81,9 @@ class IndexHandlers:
             progress.begin(token, types.WorkDoneProgressBegin(title=f"Ingesting {p.index}"))
         try:
             report_ = await asyncio.to_thread(
-                index.ingest, Path(p.source), p.chunk_size, p.chunk_overlap, None, report
-            )
+                index.ingest, Path(p.source), p.chunk_size, p.chunk_overlap, None, report,
+                settings.ingest_max_file_mb,
+            )  # fmt: skip
         except RetrievalError as exc:
             raise invalid_params(exc, protocol.INDEX_INGEST) from None
         finally:
@@ -93,6 +97,9 @@ class IndexHandlers:
             unchanged=report_.unchanged,
             skipped=report_.skipped,
             seconds=round(report_.seconds, 3),
+            warnings=report_.warnings,
         )
+        for warning in report_.warnings:
+            log.warning("ingest %s: %s", p.index, warning)
         wire: dict[str, Any] = protocol.to_wire(result)
         return wire
