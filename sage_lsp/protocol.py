@@ -202,6 +202,28 @@ class ChatResult:
     """Retrieved passages the answer may cite."""
     usage: Usage | None = None
     """Token counts, when the server reports them."""
+    trimmed: Trimmed | None = None
+    """What was left out of the prompt to fit the model's context; absent when nothing was."""
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    """What ``sage/chat`` left out of the prompt so that it fits the model's context."""
+
+    note: str
+    """One sentence for the user, e.g. "left out passages [3], [4] to fit m's context ..."."""
+    turns: int
+    """Past turns left out of the history, the oldest first."""
+    passages: list[Source]
+    """Retrieved passages left out, the lowest-ranked first (not in ``sources``)."""
+    cut_chars: int
+    """Characters cut from the text attached to the question (its fenced blocks)."""
+    context_tokens: int
+    """The model's context length."""
+    reserved_tokens: int
+    """Tokens of it kept for the answer (``maxTokens``)."""
+    prompt_tokens: int
+    """The prompt's tokens as sent."""
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,40 @@ async def test_500_is_a_server_error(openai_server: OpenAIServer) -> None:
     assert "HTTP 500" in str(err.value) and "engine exploded" in str(err.value)
 
 
+VLLM_TOO_LONG = (
+    "This model's maximum context length is 512 tokens. However, your prompt contains 600 "
+    "input tokens, which exceeds this limit even without any output tokens. Please reduce the "
+    "length of the input prompt."
+)
+
+
+async def test_400_says_what_the_server_found_wrong_and_not_to_try_again_later(
+    openai_server: OpenAIServer,
+) -> None:
+    openai_server.reply = Reply(status=400, error_message=VLLM_TOO_LONG)
+    with pytest.raises(BackendError) as err:
+        await collect(backend_for(openai_server, model="tiny-model"), request())
+    assert err.value.kind is ErrorKind.REJECTED
+    assert str(err.value) == (
+        f"{openai_server.base_url} refused the request (HTTP 400): {VLLM_TOO_LONG} — "
+        "asking again unchanged will not help"
+    )
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+async def test_transient_failures_say_try_again_later(
+    openai_server: OpenAIServer, status: int
+) -> None:
+    openai_server.reply = Reply(status=status, error_message="busy")
+    with pytest.raises(BackendError) as err:
+        await collect(backend_for(openai_server, model="tiny-model"), request())
+    assert err.value.kind is ErrorKind.SERVER
+    assert str(err.value) == (
+        f"{openai_server.base_url} failed with HTTP {status}: busy — "
+        "see the server's log; try again later"
+    )
+
+
 async def test_connection_refused_names_the_url_and_a_next_step() -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     backend = OpenAICompatibleBackend("vllm", base_url=url, model="m")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, Mapping
+import math
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -22,6 +23,11 @@ class ErrorKind(enum.Enum):
     """The server does not serve the requested model (404), or no model could be chosen."""
     SERVER = "server"
     """The server failed (5xx) or sent something that is not a valid answer."""
+    REJECTED = "rejected"
+    """The server refused the request as invalid (400, 422 ...); its message says why, and
+    asking again unchanged will not help."""
+    TOO_LONG = "too_long"
+    """The question does not fit the model's context, even without history and passages."""
     TIMEOUT = "timeout"
     """The server did not answer in time."""
     INTERRUPTED = "interrupted"
@@ -84,6 +90,30 @@ class Passage:
     """``file:`` URI of that document, when the folder it was indexed from is known."""
 
 
+def estimate_prompt_tokens(messages: Sequence[Message]) -> int:
+    """A safe upper estimate of the tokens ``messages`` take as a prompt, for servers that do
+    not count them: two characters (or three UTF-8 bytes) a token, whichever is more, plus room
+    for each message's chat-template markers."""
+    total = 8
+    for message in messages:
+        chars, size = len(message.content), len(message.content.encode())
+        total += max(math.ceil(chars / 2), math.ceil(size / 3)) + 8
+    return total
+
+
+@dataclass(frozen=True)
+class ContextWindow:
+    """The served model's context: how many tokens it takes, and how to count a prompt's."""
+
+    model: str
+    """The model it belongs to."""
+    tokens: int
+    """The context length (vLLM's ``max_model_len``): prompt and answer together."""
+    count: Callable[[Sequence[Message]], Awaitable[int]]
+    """Counts the tokens of a prompt made of these messages (chat template included): with the
+    server's tokenizer where it offers one, else :func:`estimate_prompt_tokens`."""
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """What a backend is asked to answer."""
@@ -94,6 +124,10 @@ class ChatRequest:
     """Retrieved passages already quoted in ``messages``, for backends that use them directly."""
     max_tokens: int | None = None
     """Largest answer wanted, or ``None`` for the server's default."""
+    fit: Callable[[ContextWindow], Awaitable[ChatRequest]] | None = None
+    """Shortens the request to fit a model's context; a backend that knows its model's context
+    sends ``await fit(window)`` instead of this request. Raises :class:`BackendError` when
+    the question cannot fit."""
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,21 @@ must answer ``initialize`` quickly (the mock backend never needs them).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sage_lsp.backends.base import (
     BackendError,
     ChatRequest,
+    ContextWindow,
     Delta,
     ErrorKind,
     Finish,
+    Message,
     StreamEvent,
     Usage,
+    estimate_prompt_tokens,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +61,9 @@ ENDPOINTS: dict[str, EndpointDefaults] = {
 NO_KEY = "EMPTY"
 """Key sent to servers that need none (the openai client insists on one)."""
 
+TRY_AGAIN = "see the server's log; try again later"
+"""The hint for failures that may pass (5xx, 429)."""
+
 
 def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None or exc.__context__ is not None:
@@ -70,6 +76,18 @@ def _reason(exc: BaseException) -> str:
     if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
         return "connection refused"
     return str(cause) or type(cause).__name__
+
+
+def _positive_int(value: object) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    """The server's own message (vLLM's ``error.message``), on one line."""
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    text = message if isinstance(message, str) and message.strip() else exc.message or ""
+    return " ".join(text.split())[:500]
 
 
 class OpenAICompatibleBackend:
@@ -112,6 +130,14 @@ class OpenAICompatibleBackend:
         )
         self._timeout = timeout
         self._send_usage_option = True
+        self._served: dict[str, int | None] | None = None
+        """Each model the server lists, with its context length when it reports one."""
+        self._tokenize_url: str | None = (
+            self.base_url.removesuffix("/v1") + "/tokenize"
+            if self.base_url.endswith("/v1")
+            else None
+        )
+        """vLLM's ``/tokenize`` beside ``/v1``; ``None`` once it proved missing."""
 
     @property
     def model(self) -> str | None:
@@ -127,10 +153,9 @@ class OpenAICompatibleBackend:
         if self._model:
             return
         try:
-            page = await self._client.models.list()
+            served = sorted(await self._list_models())
         except self._openai.OpenAIError as exc:
             raise self._translate(exc, started=False, listing=True) from exc
-        served = sorted(model.id for model in page.data)
         if len(served) == 1:
             self._model = served[0]
             return
@@ -149,6 +174,42 @@ class OpenAICompatibleBackend:
             "choose one with --model",
             {**searched, "served": served},
         )
+
+    async def _list_models(self) -> dict[str, int | None]:
+        """The models the server lists at ``/models`` (asked once), with the context length
+        vLLM reports as ``max_model_len``."""
+        if self._served is None:
+            page = await self._client.models.list()
+            self._served = {
+                m.id: _positive_int(getattr(m, "max_model_len", None)) for m in page.data
+            }
+        return self._served
+
+    async def context_window(self) -> ContextWindow | None:
+        """The model's context as the server reports it, or ``None`` when it does not."""
+        await self.prepare()
+        assert self._model is not None
+        try:
+            tokens = (await self._list_models()).get(self._model)
+        except self._openai.OpenAIError:
+            return None  # the chat request itself will say what is wrong
+        return ContextWindow(self._model, tokens, self.count_tokens) if tokens else None
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of a prompt made of ``messages``: counted by vLLM's ``/tokenize`` (which
+        applies the model's chat template), else estimated with room to spare."""
+        if self._tokenize_url is not None:
+            body = {
+                "model": self._model,
+                "messages": [{"role": m.role, "content": m.content} for m in messages],
+                "add_generation_prompt": True,
+            }
+            try:
+                answer = await self._client.post(self._tokenize_url, cast_to=object, body=body)
+                return int(answer["count"])  # type: ignore[index]
+            except (self._openai.OpenAIError, KeyError, TypeError, ValueError):
+                self._tokenize_url = None  # not vLLM (or an old one): estimate from now on
+        return estimate_prompt_tokens(messages)
 
     def _request_body(self, request: ChatRequest) -> dict[str, Any]:
         assert self._model is not None
@@ -186,6 +247,10 @@ class OpenAICompatibleBackend:
         building the client's typed chunk objects (see docs/benchmarks.md).
         """
         await self.prepare()
+        if request.fit is not None:
+            window = await self.context_window()
+            if window is not None:
+                request = await request.fit(window)
         opened, response = await self._open(request)
         finish: str | None = None
         usage: Usage | None = None
@@ -240,10 +305,17 @@ class OpenAICompatibleBackend:
 
     def _stream_error(self, error: object) -> BackendError:
         message = error.get("message") if isinstance(error, dict) else error
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, int) and 400 <= code < 500 and code != 429:
+            return BackendError(
+                ErrorKind.REJECTED,
+                f"{self.base_url} refused the request while streaming: {message}",
+                "asking again unchanged will not help",
+            )
         return BackendError(
             ErrorKind.SERVER,
             f"{self.base_url} reported an error while streaming: {message}",
-            "see the server's log; try again later",
+            TRY_AGAIN,
         )
 
     async def aclose(self) -> None:
@@ -296,16 +368,20 @@ class OpenAICompatibleBackend:
                 {"name": self._model, "searched": [url]},
             )
         if isinstance(exc, oa.APIStatusError):
-            detail = exc.message.strip().splitlines()[0][:200] if exc.message else ""
+            detail = _detail(exc)
+            if exc.status_code >= 500 or exc.status_code == 429:
+                return BackendError(
+                    ErrorKind.SERVER,
+                    f"{url} failed with HTTP {exc.status_code}: {detail}",
+                    TRY_AGAIN,
+                )
             return BackendError(
-                ErrorKind.SERVER,
-                f"{url} failed with HTTP {exc.status_code}: {detail}",
-                "see the server's log; try again later",
+                ErrorKind.REJECTED,
+                f"{url} refused the request (HTTP {exc.status_code}): {detail}",
+                "asking again unchanged will not help",
             )
         if isinstance(exc, oa.APIError):
             return BackendError(
-                ErrorKind.SERVER,
-                f"{url} reported an error: {exc.message}",
-                "see the server's log; try again later",
+                ErrorKind.SERVER, f"{url} reported an error: {exc.message}", TRY_AGAIN
             )
         return BackendError(ErrorKind.SERVER, f"unexpected failure talking to {url}: {exc}")

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from sage_lsp.backends.base import (
     Backend,
     BackendError,
-    ChatRequest,
     Delta,
     ErrorKind,
     FinishReason,
@@ -18,7 +17,7 @@ from sage_lsp.backends.base import (
     Usage,
 )
 from sage_lsp.chat.conversation import Conversation, Turn
-from sage_lsp.rag.retrieve import context_block
+from sage_lsp.chat.fit import PromptFitter, Trim
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,15 @@ class TurnResult:
     usage: Usage | None
     """Token counts, when the backend reported them."""
     passages: tuple[Passage, ...]
-    """The retrieved passages the prompt quoted."""
+    """The retrieved passages the prompt quoted (those left out to fit are in ``trim``)."""
     ttft_ms: float
     """Time from sending the request to the first delta."""
     total_ms: float
     """Time from sending the request to the end of the answer."""
     tokens_per_second: float
     """Answer tokens (or deltas, without usage) per second after the first delta."""
+    trim: Trim | None = None
+    """What was left out of the prompt to fit the model's context, if anything."""
 
 
 class ChatEngine:
@@ -64,13 +65,11 @@ class ChatEngine:
         The turn is recorded in the conversation as it streams. If the turn is cancelled or the
         stream breaks, the partial answer stays in the history (marked incomplete) and the
         exception propagates; a turn that failed before any text arrived is removed again.
+        A backend that knows its model's context fits the prompt into it (see
+        :class:`PromptFitter`); the result says what was left out.
         """
-        context = context_block(passages) if passages else None
-        request = ChatRequest(
-            messages=conversation.messages_for(user_text, context),
-            passages=tuple(passages),
-            max_tokens=self.max_tokens,
-        )
+        fitter = PromptFitter(conversation, user_text, passages, self.max_tokens)
+        request = fitter.request()
         turn = Turn(user_text)
         conversation.turns.append(turn)
         pieces: list[str] = []
@@ -108,8 +107,9 @@ class ChatEngine:
             text=turn.assistant,
             finish_reason=finish.reason,
             usage=finish.usage,
-            passages=request.passages,
+            passages=fitter.passages,
             ttft_ms=(first - started) * 1000,
             total_ms=(ended - started) * 1000,
             tokens_per_second=produced / generating if generating > 0 else 0.0,
+            trim=fitter.trim,
         )

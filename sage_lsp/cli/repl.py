@@ -65,6 +65,7 @@ class ChatSession:
         result = await self.engine.run_turn(
             self.conversation, question, self._write if stream else None, self.sources
         )
+        self.sources = list(result.passages)  # those that fitted the model's context
         if not stream:
             self._write(result.text)
         if not result.text.endswith("\n"):
@@ -74,6 +75,8 @@ class ChatSession:
         if self.sources:
             cited = "; ".join(f"[{p.n}] {_link(p)}" for p in self.sources)
             self._write(f"sources: {cited}\n")
+        if result.trim:
+            self._write(f"[{result.trim.note()}]\n")
         return result
 
     def handle_command(self, line: str) -> bool:

@@ -6,9 +6,10 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sage_lsp import protocol
-from sage_lsp.backends.base import BackendError
+from sage_lsp.backends.base import BackendError, Passage
 from sage_lsp.backends.factory import create_backend
 from sage_lsp.chat.engine import ChatEngine
+from sage_lsp.chat.fit import Trim
 from sage_lsp.config import SettingsError, apply_override
 from sage_lsp.rag.index import RetrievalError
 from sage_lsp.rag.retrieve import retrieve
@@ -17,6 +18,17 @@ from sage_lsp.server.relay import ChunkRelay
 
 if TYPE_CHECKING:
     from sage_lsp.server.app import SageServer
+
+
+def _source(p: Passage) -> protocol.Source:
+    return protocol.Source(p.n, p.title, p.path, p.heading, p.score, p.uri)
+
+
+def _trimmed(trim: Trim) -> protocol.Trimmed:
+    return protocol.Trimmed(
+        trim.note(), trim.turns, [_source(p) for p in trim.passages], trim.cut_chars,
+        trim.context_tokens, trim.reserved_tokens, trim.prompt_tokens,
+    )  # fmt: skip
 
 
 class ChatHandlers:
@@ -95,13 +107,11 @@ class ChatHandlers:
                 round(result.total_ms, 3),
                 round(result.tokens_per_second, 2),
             ),
-            sources=[
-                protocol.Source(s.n, s.title, s.path, s.heading, s.score, s.uri)
-                for s in result.passages
-            ],
+            sources=[_source(s) for s in result.passages],
             usage=protocol.Usage(result.usage.prompt_tokens, result.usage.completion_tokens)
             if result.usage
             else None,
+            trimmed=_trimmed(result.trim) if result.trim else None,
         )
         wire: dict[str, Any] = protocol.to_wire(chat_result)
         return wire

@@ -119,3 +119,40 @@ async def test_language_server_retrieves_lists_and_ingests(tmp_path: Path) -> No
     bad = await client.request(protocol.INDEX_INGEST, {"source": str(docs), "index": "../x"})
     assert bad["error"]["code"] == protocol.INVALID_PARAMS
     await client.close()
+
+
+def test_the_cli_says_what_it_left_out_to_fit_a_small_model() -> None:
+    with OpenAIServer(max_model_len=512) as server:
+        result = sage(
+            "chat", "--backend", "compatible", "--base-url", server.base_url,
+            "--index", "docs-public", "-q", "How does the supervisor stop vLLM?",
+        )  # fmt: skip
+        assert server.prompt_tokens and server.prompt_tokens[-1] <= 512 - 128
+    assert result.returncode == 0, result.stderr
+    [note] = [line for line in result.stdout.splitlines() if line.startswith("[left out ")]
+    assert note.endswith(
+        "to fit tiny-model's context of 512 tokens (128 of them kept for the answer)]"
+    )
+    [sources] = [line for line in result.stdout.splitlines() if line.startswith("sources: ")]
+    assert "[1] " in sources and "[4] " not in sources and "[4]" in note
+
+
+@pytest.mark.slow
+async def test_chat_result_names_what_was_left_out_to_fit(tmp_path: Path) -> None:
+    with OpenAIServer(max_model_len=512) as server:
+        client = await RpcClient.start()
+        await client.initialize({"backend": "compatible", "baseUrl": server.base_url})
+        answer = await client.request(
+            protocol.CHAT, {"message": "How does the supervisor stop vLLM?", "index": "docs-public"}
+        )
+        await client.close()
+    result = answer["result"]
+    trimmed = result["trimmed"]
+    assert trimmed["contextTokens"] == 512 and trimmed["reservedTokens"] == 128
+    assert trimmed["promptTokens"] == server.prompt_tokens[-1] <= 512 - 128
+    assert trimmed["turns"] == 0 and trimmed["cutChars"] == 0
+    kept, dropped = result["sources"], trimmed["passages"]
+    assert kept and dropped and len(kept) + len(dropped) == 4
+    assert sorted(s["n"] for s in kept + dropped) == [1, 2, 3, 4]
+    assert max(s["n"] for s in kept) < min(s["n"] for s in dropped)
+    assert trimmed["note"].startswith("left out passage")

@@ -3,6 +3,10 @@
 It speaks HTTP/1.1 with chunked SSE streaming like vLLM does, records every request, and can be
 scripted to fail: an HTTP status, a slow stream, or a disconnect in mid-stream. It notices when
 a client closes a stream early and records when that happened.
+
+Given ``max_model_len``, it behaves like vLLM with that context: ``/v1/models`` reports it,
+``POST /tokenize`` counts a prompt's tokens (:func:`count_tokens`, a fake tokenizer and chat
+template), and a chat request whose prompt (plus ``max_tokens``) is longer gets vLLM's HTTP 400.
 """
 
 from __future__ import annotations
@@ -86,9 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/models":
             self._error(404, f"no route {self.path}")
             return
-        models = [
-            {"id": m, "object": "model", "owned_by": "test"} for m in self.server.owner.models
-        ]
+        owner = self.server.owner
+        limit = {"max_model_len": owner.max_model_len} if owner.max_model_len else {}
+        models = [{"id": m, "object": "model", "owned_by": "test", **limit} for m in owner.models]
         self._json(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
@@ -106,8 +110,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"object": "list", "data": data, "model": body.get("model"),
                              "usage": {"prompt_tokens": 0, "total_tokens": 0}})  # fmt: skip
             return
+        if self.path == "/tokenize" and owner.max_model_len and owner.tokenize:
+            count = count_tokens(body.get("messages") or [])
+            self._json(200, {"count": count, "max_model_len": owner.max_model_len,
+                             "tokens": list(range(count))})  # fmt: skip
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}")
+            return
+        if owner.max_model_len and self._too_long(body, owner.max_model_len):
             return
         reply = owner.queue.pop(0) if owner.queue else owner.reply
         if reply.status is not None:
@@ -120,6 +131,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(body, reply)
         else:
             self._json(200, _completion(body, reply))
+
+    def _too_long(self, body: dict[str, Any], limit: int) -> bool:
+        """Answer vLLM's HTTP 400 when the prompt (and the answer asked for) exceed ``limit``."""
+        prompt = count_tokens(body.get("messages") or [])
+        self.server.owner.prompt_tokens.append(prompt)
+        answer = body.get("max_tokens") or 0
+        if prompt > limit:
+            message = (
+                f"This model's maximum context length is {limit} tokens. However, your prompt "
+                f"contains {prompt} input tokens, which exceeds this limit even without any "
+                "output tokens. Please reduce the length of the input prompt."
+            )
+        elif prompt + answer > limit:
+            message = (
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt + answer} tokens ({prompt} in the messages, {answer} in the "
+                "completion). Please reduce the length of the messages or completion."
+            )
+        else:
+            return False
+        self._error(400, message, "BadRequestError")
+        return True
 
     def _send_chunk(self, payload: dict[str, Any] | str, flush: bool = True) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload)
@@ -206,6 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
             record.done.set()
 
 
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count_tokens(messages: list[dict[str, Any]]) -> int:
+    """The fake tokenizer: each word or punctuation mark of a message is a token, and the chat
+    template adds 4 a message (``<|im_start|>role\n ... <|im_end|>\n``) and 3 for the answer's
+    start."""
+    return 3 + sum(4 + len(_TOKEN.findall(str(m.get("content", "")))) for m in messages)
+
+
 def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     return {
@@ -246,10 +289,20 @@ class OpenAIServer:
     """The server; use as a context manager or call :meth:`start` and :meth:`stop`."""
 
     def __init__(
-        self, models: list[str] | None = None, api_key: str | None = None, port: int = 0
+        self,
+        models: list[str] | None = None,
+        api_key: str | None = None,
+        port: int = 0,
+        max_model_len: int | None = None,
     ) -> None:
         self.models = models if models is not None else ["tiny-model"]
         self.api_key = api_key
+        self.max_model_len = max_model_len
+        """The models' context, like vLLM's ``--max-model-len``; ``None``: unlimited, unreported."""
+        self.tokenize = True
+        """Whether ``POST /tokenize`` is served (with ``max_model_len``); False: HTTP 404."""
+        self.prompt_tokens: list[int] = []
+        """The prompt size of each chat request, with ``max_model_len``."""
         self.reply = Reply()
         self.queue: list[Reply] = []
         """Replies for the next chat requests, in order; then :attr:`reply` for the rest."""
