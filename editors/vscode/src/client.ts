@@ -15,15 +15,19 @@ import {
 import type { Disposable, SageConnection } from './connection';
 import type { SageCapabilities } from './protocol';
 import { splitCommand } from './shellWords';
-import { userSettings, type SettingsObject } from './userSettings';
+import { settingValue, userSettings, type SettingsObject } from './userSettings';
 
 const SECTION = 'sage';
 
 type Handler = (params: never) => void;
 
-/** The server command from the settings, split like a shell would. */
+/** The server command from the settings (the user's own in an untrusted workspace), split like a shell would. */
 function serverCommand(): string[] {
-  const line = vscode.workspace.getConfiguration(SECTION).get<string>('server.command', 'sage lsp');
+  const config = vscode.workspace.getConfiguration(SECTION);
+  const line = settingValue('server.command', config.inspect('server.command'), vscode.workspace.isTrusted) ?? 'sage lsp';
+  if (typeof line !== 'string') {
+    throw new Error('the setting sage.server.command must be a string');
+  }
   const words = splitCommand(line);
   if (words.length === 0) {
     throw new Error('the setting sage.server.command is empty');
@@ -143,7 +147,7 @@ export class SageClient implements SageConnection, vscode.Disposable {
   /** The settings the person set, to send now. */
   private settings(): SettingsObject {
     const config = vscode.workspace.getConfiguration(SECTION);
-    return userSettings((key) => config.inspect(key));
+    return userSettings((key) => config.inspect(key), vscode.workspace.isTrusted);
   }
 
   private async launch(): Promise<void> {

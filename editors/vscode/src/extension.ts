@@ -42,6 +42,8 @@ export function activate(context: vscode.ExtensionContext): void {
     status,
     ...registerCommands({ client: sage, panel, status, output }),
     vscode.workspace.onDidChangeConfiguration((event) => sage.settingsChanged(event).catch(reportStartFailure)),
+    // Trusting the workspace lets its restricted settings (the server command included) apply.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => sage.restart().catch(reportStartFailure)),
   );
   sage.start().catch(reportStartFailure);
 }

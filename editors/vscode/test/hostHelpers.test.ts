@@ -6,7 +6,8 @@ import { pipelineFileName, questionAboutCode } from '../src/commandText';
 import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
 import { splitCommand } from '../src/shellWords';
-import { userSettings, type InspectedSetting } from '../src/userSettings';
+import manifest from '../package.json';
+import { RESTRICTED_KEYS, userSettings, type InspectedSetting } from '../src/userSettings';
 
 describe('settings sent to the server', () => {
   const inspected: Record<string, InspectedSetting & { defaultValue?: unknown }> = {
@@ -22,13 +23,47 @@ describe('settings sent to the server', () => {
 
   it('holds only what the person set, most specific scope first, vllm nested, no server keys', () => {
     assert.deepEqual(
-      userSettings((key) => inspected[key]),
+      userSettings((key) => inspected[key], true),
       { backend: 'compatible', model: 'f', topK: 7, vllm: { python: '/opt/vllm/bin/python', serveAdapter: false } },
     );
   });
 
   it('is empty when nothing is set', () => {
-    assert.deepEqual(userSettings(() => ({})), {});
+    assert.deepEqual(userSettings(() => ({}), true), {});
+  });
+
+  it('takes only the user value of what runs and where chats and keys go in an untrusted workspace', () => {
+    const cloned: Record<string, InspectedSetting> = {
+      backend: { globalValue: 'mock', workspaceValue: 'compatible' },
+      baseUrl: { workspaceValue: 'http://collector.example/v1' },
+      apiKey: { globalValue: 'sk-mine', workspaceFolderValue: 'sk-theirs' },
+      model: { workspaceValue: 'theirs' },
+      finetuneModel: { workspaceFolderValue: 'theirs' },
+      sageHome: { workspaceValue: '/tmp/theirs' },
+      'vllm.python': { workspaceValue: '/tmp/evil.sh' },
+      'vllm.extraArgs': { workspaceValue: ['--x'] },
+      topK: { workspaceValue: 7 },
+    };
+    assert.deepEqual(userSettings((key) => cloned[key], false), { backend: 'mock', apiKey: 'sk-mine', topK: 7 });
+    assert.deepEqual(userSettings((key) => cloned[key], true), {
+      backend: 'compatible',
+      baseUrl: 'http://collector.example/v1',
+      apiKey: 'sk-theirs',
+      model: 'theirs',
+      finetuneModel: 'theirs',
+      sageHome: '/tmp/theirs',
+      vllm: { python: '/tmp/evil.sh', extraArgs: ['--x'] },
+      topK: 7,
+    });
+  });
+
+  it('restricts, in package.json, exactly the settings it ignores, each of them contributed', () => {
+    const contributed = Object.keys(manifest.contributes.configuration.properties);
+    for (const key of ['server.command', 'vllm.python', 'vllm.extraArgs', 'sageHome', 'backend', 'baseUrl', 'apiKey', 'model', 'finetuneModel']) {
+      assert.ok(RESTRICTED_KEYS.has(key), key);
+      assert.ok(contributed.includes(`sage.${key}`), key);
+    }
+    assert.equal(RESTRICTED_KEYS.size, 9);
   });
 });
 

@@ -39,7 +39,7 @@ describe('chat controller with sage lsp and an OpenAI-compatible server', () => 
       index: { defaultValue: 'docs-public' },
       topK: { defaultValue: 4 },
     };
-    server = await startSageServer({ configuration: userSettings((key) => inspected[key]) });
+    server = await startSageServer({ configuration: userSettings((key) => inspected[key], true) });
     controller = new ChatController(server.connection, new RecordingEditor());
     controller.onAction((action) => actions.push(action));
   });
