@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from sage_lsp.paths import private_umask
 from sage_lsp.processes import stop_group
 from sage_lsp.services import probe
 from sage_lsp.services.registry import Registry, ServiceEntry
@@ -156,6 +157,7 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m sage_lsp.services.supervisor RUN_DIR NAME``."""
+    private_umask()  # what it and vLLM create is the user's only (folders 0700, files 0600)
     args = sys.argv[1:] if argv is None else argv
     sys.exit(Supervisor(Path(args[0]), args[1]).run())
 

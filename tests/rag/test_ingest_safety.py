@@ -119,3 +119,25 @@ async def test_the_language_server_returns_the_warnings(docs: Path) -> None:
     chat = await client.request(protocol.CHAT, {"message": "zebraquagga walrus", "index": "m"})
     assert chat["result"]["sources"] == []
     await client.close()
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident memory (``VmHWM``), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    [line] = [line for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(line.split()[1])
+
+
+@pytest.mark.slow
+async def test_a_huge_file_costs_the_language_server_no_memory(tmp_path: Path) -> None:
+    """400 MiB cost the server 410 MB of memory before the limit; now it is not read."""
+    docs = make_docs(tmp_path / "docs")
+    with (docs / "dump.txt").open("wb") as sparse:
+        sparse.truncate(400 * MIB)
+    client = await RpcClient.start()
+    await client.initialize({"backend": "mock", "index": "none"})
+    before = peak_rss_kib(client.process.pid)
+    response = await client.request(protocol.INDEX_INGEST, {"source": str(docs), "index": "m"})
+    assert response["result"]["warnings"][0].startswith("skipped dump.txt: 419,430,400 bytes")
+    assert peak_rss_kib(client.process.pid) - before < 20 * 1024
+    await client.close()
