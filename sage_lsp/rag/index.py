@@ -492,20 +492,20 @@ def source_files(source: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     files and folders, its path relative to ``source`` and the file it resolves to, in path
     order; and a warning for each link that leads out of ``source`` (left out). Links to
     folders are not followed (one inside ``source`` is read through its own path)."""
-    root = source.resolve()
+    root = _real(source)
     found: list[tuple[Path, Path]] = []
     warnings: list[str] = []
     for folder, dirs, names in os.walk(source):
         here = Path(folder)
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         for name in dirs:
-            if (here / name).is_symlink() and not (here / name).resolve().is_relative_to(root):
+            if (here / name).is_symlink() and not _real(here / name).is_relative_to(root):
                 warnings.append(_outside(here / name, source, root))
         for name in sorted(names):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in SUFFIXES:
                 continue
-            real = path.resolve()
+            real = _real(path)
             if not real.is_relative_to(root):
                 warnings.append(_outside(path, source, root))
             elif real.is_file():
@@ -514,11 +514,16 @@ def source_files(source: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return [(path.relative_to(source).as_posix(), real) for path, real in found], warnings
 
 
+def _real(path: Path) -> Path:
+    """``path`` with every link resolved (a loop of links, which is no file, does not raise)."""
+    return Path(os.path.realpath(path))
+
+
 def _outside(link: Path, source: Path, root: Path) -> str:
     """The warning for a link that leads out of the ingested folder."""
     return (
         f"skipped {link.relative_to(source).as_posix()}: it is a link to "
-        f"{link.resolve()}, outside {root}"
+        f"{_real(link)}, outside {root}"
     )
 
 

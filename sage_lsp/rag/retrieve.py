@@ -73,7 +73,7 @@ def open_index(settings: Settings, name: str) -> DocIndex:
         docs = packaged_docs()
         if not docs.is_dir():
             raise RetrievalError(f"the package's docs are missing ({docs}); reinstall sage-lsp")
-        index.ingest(docs)
+        index.ingest(docs, max_file_mb=settings.ingest_max_file_mb)
     return index
 
 

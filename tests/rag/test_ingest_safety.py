@@ -20,7 +20,7 @@ SECRET = "BEGIN OPENSSH PRIVATE KEY zebraquagga"
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     """The test docs, plus links: one to a fake secret outside the folder, one to a folder
-    outside it, one to a document inside it."""
+    outside it, one to a document inside it, one to itself."""
     docs = make_docs(tmp_path / "docs")
     secret = tmp_path / "ssh" / "id_rsa"
     secret.parent.mkdir()
@@ -29,6 +29,7 @@ def docs(tmp_path: Path) -> Path:
     (docs / "notes.md").symlink_to(secret)
     (docs / "zh" / "ssh").symlink_to(secret.parent, target_is_directory=True)
     (docs / "guide-link.md").symlink_to(Path("guide.md"))
+    (docs / "loop.md").symlink_to(Path("loop.md"))  # no file: ignored, like a broken link
     return docs
 
 
