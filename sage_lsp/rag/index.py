@@ -13,11 +13,13 @@ private to the user (0600, the SQLite journal files too, in a 0700 folder).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -491,7 +493,7 @@ def source_files(source: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """What ingest reads under ``source``: for each file of a type it reads, outside hidden
     files and folders, its path relative to ``source`` and the file it resolves to, in path
     order; and a warning for each link that leads out of ``source`` (left out). Links to
-    folders are not followed (one inside ``source`` is read through its own path)."""
+    folders are not followed (the files of one inside ``source`` are read where they are)."""
     root = _real(source)
     found: list[tuple[Path, Path]] = []
     warnings: list[str] = []
@@ -530,11 +532,16 @@ def _outside(link: Path, source: Path, root: Path) -> str:
 def _read(rel: str, path: Path, max_file_mb: float, report: IngestReport) -> bytes | None:
     """The file's bytes, or None with a warning in ``report`` when it is over ``max_file_mb``
     MiB (known from its size, before reading) or cannot be read. Never reads more than the
-    limit and a byte, and does not follow a link put in place of the file after it was listed."""
+    limit and a byte, and follows no link (nor waits on a pipe) put in place of the file after
+    it was listed."""
     limit = int(max_file_mb * MIB)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with os.fdopen(os.open(path, flags), "rb") as f:
+            status = os.fstat(f.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            size = status.st_size
             data = f.read(limit + 1) if size <= limit else b""
     except OSError as exc:
         report.warnings.append(f"skipped {rel}: it cannot be read ({exc.strerror or exc})")
