@@ -25,6 +25,7 @@ from sage_lsp.server.logs import PrivateRotatingFileHandler
 from tests.rag.test_index import make_docs
 from tests.support.ports import closed_port
 from tests.support.rpc_client import RpcClient
+from tests.test_repl import ask, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_VLLM = ROOT / "tests" / "support" / "fake_vllm"
@@ -84,12 +85,12 @@ def test_private_helpers_leave_what_exists_as_it_is(tmp_path: Path) -> None:
     assert_private(mine, before)
 
 
-def test_private_umask_keeps_the_owner_bits_it_had() -> None:
+def test_private_umask_takes_every_bit_from_group_and_others() -> None:
     assert private_umask() == 0o022
     assert os.umask(0o022) == 0o077
-    os.umask(0o027)
+    os.umask(0o227)
     private_umask()
-    assert os.umask(0o022) == 0o077
+    assert os.umask(0o022) == 0o277, "a stricter umask stays as strict"
 
 
 def test_log_and_its_rotations_are_private(tmp_path: Path) -> None:
@@ -130,8 +131,6 @@ def test_sage_chat_and_ingest_create_only_private_files(tmp_path: Path, sage_hom
 
 @pytest.mark.slow
 def test_the_repl_history_is_private(sage_home: Path) -> None:
-    from tests.test_repl import ask, spawn
-
     before = user_files(sage_home)
     child = spawn()
     ask(child, "my password is hunter2", "You said")
