@@ -57,8 +57,10 @@ def read_token(path: Path) -> str:
     """The token in the file ``path`` (``--token-file``), surrounding whitespace removed."""
     try:
         token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenError(f"cannot read the token file {path}: {exc}") from None
+    except OSError as exc:
+        raise TokenError(f"cannot read the token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise TokenError(f"the token file {path} is not UTF-8 text") from None
     if not token:
         raise TokenError(f"the token file {path} is empty")
     return token
