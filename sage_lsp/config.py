@@ -272,9 +272,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("finetune_port", "finetunePort", _int_range(1, 65535), ("SAGE_FINETUNE_PORT",)),
     SettingSpec("index", "index", _optional_index, ("SAGE_INDEX",)),
     SettingSpec("top_k", "topK", _int_range(1, 20), ("SAGE_TOP_K",)),
-    SettingSpec(
-        "ingest_max_file_mb", "ingestMaxFileMb", _positive, ("SAGE_INGEST_MAX_FILE_MB",)
-    ),
+    SettingSpec("ingest_max_file_mb", "ingestMaxFileMb", _positive, ("SAGE_INGEST_MAX_FILE_MB",)),
     SettingSpec(
         "keep_alive_seconds", "keepAliveSeconds", _non_negative, ("SAGE_KEEP_ALIVE_SECONDS",)
     ),
