@@ -11,7 +11,8 @@ The layout is SAGE's, so models finetuned with SAGE are found where SAGE put the
 What sage-lsp creates there is private to the user (folders 0700, files 0600) whatever the
 umask: each entry point calls :func:`private_umask` first (the supervisor, vLLM and the merge
 child inherit it), and the files written through this module get those modes explicitly. What
-the user put there is left as it is.
+the user put there is left as it is; a file the user asks for elsewhere is written under
+:func:`users_umask`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +29,33 @@ PRIVATE_UMASK = 0o077
 """Bits no file or folder sage-lsp creates gives to the group or to others."""
 
 
+_STARTED_WITH: list[int] = []
+"""The umask the process had before :func:`private_umask` (empty until it is called)."""
+
+
 def private_umask() -> int:
     """Make what this process and its children create private to the user (the process umask
     gains :data:`PRIVATE_UMASK`); returns the umask it had. Entry points call it first."""
     previous = os.umask(PRIVATE_UMASK)
     os.umask(previous | PRIVATE_UMASK)
+    if not _STARTED_WITH:  # called again (``sage lsp`` runs the server's main): keep the first
+        _STARTED_WITH.append(previous)
     return previous
+
+
+@contextlib.contextmanager
+def users_umask() -> Iterator[None]:
+    """Create files with the umask the process started with, for a file the user asked for
+    outside ``$SAGE_HOME`` (``sage pipeline build --output``). Not for threaded code: the umask
+    belongs to the whole process."""
+    if not _STARTED_WITH:
+        yield
+        return
+    private = os.umask(_STARTED_WITH[0])
+    try:
+        yield
+    finally:
+        os.umask(private)
 
 
 def make_private_dir(path: Path) -> Path:

@@ -130,6 +130,19 @@ def test_sage_chat_and_ingest_create_only_private_files(tmp_path: Path, sage_hom
 
 
 @pytest.mark.slow
+def test_a_file_the_user_asks_for_elsewhere_keeps_their_umask(
+    tmp_path: Path, sage_home: Path
+) -> None:
+    before = user_files(sage_home)
+    target = tmp_path / "project" / "pipelines" / "logs.sage.yaml"
+    done = sage("pipeline", "build", "--goal", "logs", "--output", str(target))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
+    assert_private(sage_home, before)
+
+
+@pytest.mark.slow
 def test_the_repl_history_is_private(sage_home: Path) -> None:
     before = user_files(sage_home)
     child = spawn()

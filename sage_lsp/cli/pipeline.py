@@ -13,6 +13,7 @@ from sage_lsp.backends.factory import create_backend
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.runner import EXIT_FAILURE, EXIT_USAGE, error_code, fail
 from sage_lsp.config import BACKENDS, SettingsError, load_settings
+from sage_lsp.paths import users_umask
 from sage_lsp.pipeline.builder import BuildResult, build_pipeline
 from sage_lsp.pipeline.catalog import load_catalog
 
@@ -70,6 +71,7 @@ def build(
     if output is None:
         print(result.yaml, end="")
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(result.yaml, encoding="utf-8")
+        with users_umask():  # the user's file, outside $SAGE_HOME: their umask, not ours
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(result.yaml, encoding="utf-8")
         print(f"wrote {output} ({result.name}, {result.attempts} attempt(s))")
