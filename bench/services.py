@@ -33,12 +33,12 @@ VLLM_ARGS = "--dtype float32 --enforce-eager --max-model-len 512"
 def _bare(model_dir: Path, settings: Any, log: Path) -> float:
     """Run vLLM's command by hand and time it until it serves the model."""
     port = choose_port(18000, set())
-    command = vllm_command(str(VLLM_PYTHON), str(model_dir), NAME, port, "bench-key", settings.vllm)
+    command = vllm_command(str(VLLM_PYTHON), str(model_dir), NAME, port, settings.vllm)
     started = time.monotonic()
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_API_KEY": "bench-key"},
         )  # fmt: skip
     try:
         while not (probe.healthy(port) and probe.serves(port, NAME, "bench-key")):

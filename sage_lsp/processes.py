@@ -1,10 +1,19 @@
-"""Processes: is one alive (a zombie is not), and stopping a whole process group."""
+"""Processes: is one alive (a zombie is not), signalling one, and stopping a whole process group.
+
+Pids are reused: a pid (or process group id) recorded before a crash or a reboot may belong to
+another program now. Every pid sage-lsp may signal is recorded with its create time, and every
+signal goes through :func:`signal_process` or :func:`stop_group`, which check it first: a
+mismatch means the process we meant is gone, and nothing is signalled.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+
+CREATE_TIME_TOLERANCE = 0.01
+"""Seconds two readings of one process's create time may differ by."""
 
 
 def is_alive(pid: int, create_time: float | None = None) -> bool:
@@ -16,7 +25,7 @@ def is_alive(pid: int, create_time: float | None = None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return create_time is None or abs(process.create_time() - create_time) < 0.01
+        return create_time is None or _same_time(process.create_time(), create_time)
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -30,10 +39,36 @@ def create_time(pid: int) -> float:
     return float(psutil.Process(pid).create_time())
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is left in process group ``pgid``."""
+def _same_time(a: float, b: float) -> bool:
+    return abs(a - b) < CREATE_TIME_TOLERANCE
+
+
+def is_own_group(pgid: int, leader_create_time: float) -> bool:
+    """Whether process group ``pgid`` is still the one whose leader started at
+    ``leader_create_time``.
+
+    Linux does not give a new process a pid that is still some group's id, so while any member
+    of our group lives the id is ours; once the whole group is gone, a new process may get the
+    pid and lead a group of its own. So: the group is ours unless a process with the leader's
+    pid exists and started at another time.
+    """
     import psutil
 
+    try:
+        return _same_time(psutil.Process(pgid).create_time(), leader_create_time)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
+
+
+def group_alive(pgid: int, leader_create_time: float | None = None) -> bool:
+    """Whether any live (non-zombie) process is left in process group ``pgid`` (with
+    ``leader_create_time``: and the group is still ours, see :func:`is_own_group`)."""
+    import psutil
+
+    if leader_create_time is not None and not is_own_group(pgid, leader_create_time):
+        return False
     for process in psutil.process_iter(["pid", "status"]):
         try:
             if (
@@ -46,22 +81,42 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def stop_group(pgid: int, grace: float = 10.0, poll: float = 0.1) -> bool:
+def signal_process(pid: int, created: float, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` if it is still the process that started at ``created``; False
+    when it is gone (or belongs to someone else: a PermissionError means a stale pid)."""
+    if not is_alive(pid, created):
+        return False
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_group(pgid: int, leader_create_time: float | None, sig: int) -> bool:
+    if leader_create_time is not None and not is_own_group(pgid, leader_create_time):
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_group(
+    pgid: int, grace: float = 10.0, poll: float = 0.1, leader_create_time: float | None = None
+) -> bool:
     """SIGTERM the process group, then SIGKILL it if anything is left after ``grace`` seconds.
 
-    Returns True when the group was still there and had to be killed.
+    With ``leader_create_time``, the group is signalled only while it is still ours (see
+    :func:`is_own_group`); a group that is not (or whose processes we may not signal) counts as
+    gone. Returns True when the group was still there and had to be killed.
     """
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
+    if not _signal_group(pgid, leader_create_time, signal.SIGTERM):
         return False
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not group_alive(pgid):
+        if not group_alive(pgid, leader_create_time):
             return False
         time.sleep(poll)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
+    return _signal_group(pgid, leader_create_time, signal.SIGKILL)

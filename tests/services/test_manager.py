@@ -21,7 +21,6 @@ from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.processes import group_alive, is_alive
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
-from tests.support.openai_server import OpenAIServer
 from tests.support.ports import closed_port
 
 pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
@@ -49,12 +48,41 @@ def settings(**overrides: object) -> Settings:
     )  # fmt: skip
 
 
+SERVICE_MARKS = ("vllm.entrypoints", "sage_lsp.services.supervisor", "fake-vllm-engine")
+"""What the command lines of a service's processes contain (supervisor, fake vLLM, its engine)."""
+
+
+def service_processes(sage_home: Path) -> list[psutil.Process]:
+    """Live processes of this test's services: those with a service's command line whose
+    ``SAGE_HOME`` is this test's. Nobody else's processes count, so the suite passes on a
+    machine where another vLLM (or another test) runs."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if not any(mark in line for mark in SERVICE_MARKS):
+            continue
+        try:
+            if process.environ().get("SAGE_HOME") == str(sage_home):
+                found.append(process)
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            continue
+    return found
+
+
+def wait_no_services(sage_home: Path, seconds: float = 5) -> None:
+    """Wait until no process of this test's services is left."""
+    deadline = time.monotonic() + seconds
+    while service_processes(sage_home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert service_processes(sage_home) == []
+
+
 def leftovers(entry: ServiceEntry) -> list[str]:
     """Processes of the service still alive (supervisor, or anything in vLLM's group)."""
     alive = []
-    if entry.supervisor_pid and is_alive(entry.supervisor_pid):
+    if entry.supervisor_pid and is_alive(entry.supervisor_pid, entry.supervisor_create_time):
         alive.append(f"supervisor {entry.supervisor_pid}")
-    if entry.pgid and group_alive(entry.pgid):
+    if entry.pgid and group_alive(entry.pgid, entry.pid_create_time):
         alive.append(f"process group {entry.pgid}")
     return alive
 
@@ -121,7 +149,7 @@ async def test_two_sessions_share_one_launch() -> None:
     ],
 )
 async def test_failed_starts_report_the_cause_and_leave_nothing(
-    monkeypatch: pytest.MonkeyPatch, mode: str, text: str
+    monkeypatch: pytest.MonkeyPatch, sage_home: Path, mode: str, text: str
 ) -> None:
     monkeypatch.setenv("FAKE_VLLM_MODE", mode)
     backend = finetune_backend(settings(vllm={"startup_timeout_seconds": 2}), None)
@@ -140,12 +168,7 @@ async def test_failed_starts_report_the_cause_and_leave_nothing(
     while registry.entries() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert registry.entries() == []
-    fakes = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if "vllm.entrypoints" in " ".join(p.info["cmdline"] or [])
-    ]
-    assert fakes == [], [p.info["cmdline"] for p in fakes]
+    wait_no_services(sage_home)
 
 
 async def test_death_in_mid_stream_is_an_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,17 +208,6 @@ async def test_port_taken_by_another_program_moves_to_the_next() -> None:
         assert backend.handle.entry.port > port
         assert any(f"port {port} is taken" in p.detail for p in seen)
         await backend.aclose()
-
-
-async def test_a_server_started_by_hand_is_used_and_never_stopped() -> None:
-    with OpenAIServer(models=[MODEL]) as by_hand:
-        backend = finetune_backend(settings(finetune_port=by_hand.port), None)
-        await backend.prepare()
-        assert backend.handle is not None and backend.handle.owned is False
-        assert backend.manager.registry.entries() == []
-        assert (await ask(backend)) == "Hello, world!"
-        await backend.aclose()
-        assert await ask(finetune_backend(settings(finetune_port=by_hand.port), None))
 
 
 async def test_unknown_model_and_bad_name() -> None:
