@@ -52,8 +52,8 @@ class ServiceEntry:
     """The name vLLM serves the model under (``--served-model-name``)."""
     port: int
     """Its port on 127.0.0.1."""
-    api_key: str
-    """Random per service; required by its ``/v1`` endpoints."""
+    api_key: str = field(repr=False)
+    """Random per service; required by its ``/v1`` endpoints (kept out of the entry's repr)."""
     log_path: str
     """Where vLLM's and the supervisor's output goes."""
     command: list[str]
