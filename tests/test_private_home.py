@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from sage_lsp import protocol
+from sage_lsp import paths, protocol
 from sage_lsp.paths import create_private_file, make_private_dir, private_umask, write_private_text
 from sage_lsp.rag.index import DocIndex
 from sage_lsp.server.logs import PrivateRotatingFileHandler
@@ -85,7 +85,10 @@ def test_private_helpers_leave_what_exists_as_it_is(tmp_path: Path) -> None:
     assert_private(mine, before)
 
 
-def test_private_umask_takes_every_bit_from_group_and_others() -> None:
+def test_private_umask_takes_every_bit_from_group_and_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(paths, "_STARTED_WITH", [])  # this process keeps its umask after
     assert private_umask() == 0o022
     assert os.umask(0o022) == 0o077
     os.umask(0o227)
