@@ -8,7 +8,7 @@ import typer
 
 from sage_lsp.backends.base import BackendError
 from sage_lsp.cli.progress import ProgressPrinter
-from sage_lsp.cli.runner import EXIT_USAGE, error_code, fail, run_chat
+from sage_lsp.cli.runner import EXIT_INTERRUPTED, EXIT_USAGE, error_code, fail, run_chat
 from sage_lsp.cli.table import print_table
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.services.manager import ServiceManager
@@ -49,6 +49,8 @@ def finetune_merge(
         raise fail(str(exc), EXIT_USAGE, debug) from None
     except BackendError as exc:
         raise fail(str(exc), error_code(exc), debug) from None
+    except KeyboardInterrupt:  # the merge child was stopped and its temporary folder removed
+        raise fail("stopped", EXIT_INTERRUPTED, debug) from None
 
 
 @finetune_app.command("list")

@@ -192,6 +192,8 @@ class Session:
                 await hook()
             except Exception:
                 log.exception("cleanup hook failed")
+        if _manages_a_service(self._backend):
+            self._backend.cancel_preparation()  # a merge is stopped, not waited for
         await self.stop_backend()
 
 

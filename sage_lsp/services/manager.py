@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.config import Settings
 from sage_lsp.processes import create_time
@@ -26,6 +24,7 @@ from sage_lsp.services import logfile, probe
 from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
 from sage_lsp.services.merge import (
     adapter_fingerprint,
+    merge_lock,
     merge_needed,
     read_merge_record,
     resolve_base,
@@ -169,21 +168,33 @@ class ServiceManager:
         """The Python that merges (``merge_python``, else the vLLM one)."""
         return self.settings.merge_python or self.vllm_python
 
-    def merge_if_needed(self, model: FinetunedModel, force: bool = False) -> bool:
-        """Merge the model's adapter unless the merge is up to date (blocking; one merge of a
-        model at a time across sessions). Returns whether it merged."""
+    def merge_if_needed(
+        self, model: FinetunedModel, force: bool = False, stop: threading.Event | None = None
+    ) -> bool:
+        """Merge the model's adapter unless the merge is up to date (blocking). One merge of a
+        model runs at a time across sessions: while another one runs this waits for it, then
+        looks again. Setting ``stop`` ends the wait or the merge (its process group is
+        killed). Returns whether it merged."""
         started = time.monotonic()
-        self.registry.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.registry.run_dir / f"{model.name}.merge.lock"), timeout=3600)
-        with lock:  # another session may be merging the same model: wait, then look again
+        lock_path = self.registry.run_dir / f"{model.name}.merge.lock"
+
+        def waiting() -> None:
+            self._report("merging", started, f"waiting for another merge of {model.name}")
+
+        with merge_lock(lock_path, model.name, stop, waiting):
             source = model.adapter_source()
             if source is None or not (force or merge_needed(model)):
                 return False
-            self._report("merging", started, f"merging {source} into {model.merged_dir}")
-            log_path = self.settings.paths.logs_dir / "merge" / f"{model.name}.log"
-            run_merge(model, self.merge_python, log_path)
-            self._report("merging", started, f"merged into {model.merged_dir}")
-            return True
+        # the child takes the lock over; should another merge slip in first, it waits for that
+        # one and then finds the merge up to date
+        self._report("merging", started, f"merging {source} into {model.merged_dir}")
+        log_path = self.settings.paths.logs_dir / "merge" / f"{model.name}.log"
+        merged = run_merge(
+            model, self.merge_python, log_path, lock_path=lock_path, force=force, stop=stop
+        )
+        done = f"merged into {model.merged_dir}" if merged else "merged by another session"
+        self._report("merging", started, done)
+        return merged
 
     async def ensure_finetuned(self, name: str, port: int) -> ServiceHandle:
         """Serve the finetuned model ``name``: merge if needed (or serve the adapter), then
@@ -203,7 +214,12 @@ class ServiceManager:
             fingerprint = await asyncio.to_thread(adapter_fingerprint, adapter)
             return await self._ensure(name, name, base, port, started, adapter, fingerprint)
         if await asyncio.to_thread(merge_needed, model):  # hashes the adapter: off the loop
-            await asyncio.to_thread(self.merge_if_needed, model)
+            stop = threading.Event()
+            try:
+                await asyncio.to_thread(self.merge_if_needed, model, False, stop)
+            except asyncio.CancelledError:  # the session ends: stop the merge, do not wait
+                stop.set()
+                raise
         record = read_merge_record(model.merged_dir) or {}
         version = str(record["fingerprint"]) if "fingerprint" in record else None
         merged = str(model.merged_dir)

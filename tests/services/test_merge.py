@@ -7,11 +7,13 @@ model with the vLLM environment's Python and compare logits.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -76,6 +78,16 @@ def fake_python(path: Path, body: str) -> str:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def lock_of(model: FinetunedModel) -> Path:
+    """The model's merge lock, where the manager keeps it: ``$SAGE_HOME/run/NAME.merge.lock``."""
+    return model.path.parents[1] / "run" / f"{model.name}.merge.lock"
+
+
+def merge(model: FinetunedModel, python: str, log_path: Path, **options: Any) -> bool:
+    """``run_merge`` with the model's merge lock."""
+    return run_merge(model, python, log_path, lock_path=lock_of(model), **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ def test_run_merge_without_peft_fails_clearly(tmp_path: Path) -> None:
     write_adapter(model.lora_dir)
     log = tmp_path / "logs" / "merge-m.log"
     with pytest.raises(MergeError) as caught:
-        run_merge(model, sys.executable, log, timeout=120)
+        merge(model, sys.executable, log, timeout=120)
     err = caught.value
     assert err.kind is ErrorKind.CONFIG
     assert err.message == (
@@ -208,7 +220,7 @@ def test_failed_merge_leaves_existing_merged_model_untouched(tmp_path: Path) -> 
     log = tmp_path / "merge.log"
     log.write_text("an earlier run\n", encoding="utf-8")
     with pytest.raises(MergeError) as caught:
-        run_merge(model, sys.executable, log, timeout=120)
+        merge(model, sys.executable, log, timeout=120)
     assert snapshot(model.merged_dir) == before
     assert leftovers(model) == []
     assert log.read_text(encoding="utf-8").startswith("an earlier run\n")  # appended
@@ -220,7 +232,7 @@ def test_base_missing_from_meta(tmp_path: Path) -> None:
     write_adapter(model.lora_dir)
     log = tmp_path / "merge.log"
     with pytest.raises(MergeError) as caught:
-        run_merge(model, sys.executable, log)
+        merge(model, sys.executable, log)
     assert "finetune_meta.json" in caught.value.message
     assert '"model"' in caught.value.message
     assert caught.value.exit_code is None
@@ -231,14 +243,14 @@ def test_base_missing_from_meta(tmp_path: Path) -> None:
 def test_no_adapter(tmp_path: Path) -> None:
     model = make_model(tmp_path)
     with pytest.raises(MergeError, match="no adapter to merge"):
-        run_merge(model, sys.executable, tmp_path / "merge.log")
+        merge(model, sys.executable, tmp_path / "merge.log")
 
 
 def test_missing_python(tmp_path: Path) -> None:
     model = make_model(tmp_path)
     write_adapter(model.lora_dir)
     with pytest.raises(MergeError) as caught:
-        run_merge(model, str(tmp_path / "no-such-python"), tmp_path / "merge.log")
+        merge(model, str(tmp_path / "no-such-python"), tmp_path / "merge.log")
     assert caught.value.kind is ErrorKind.CONFIG
     assert "SAGE_MERGE_PYTHON" in caught.value.hint
 
@@ -248,7 +260,7 @@ def test_child_without_failure_line(tmp_path: Path) -> None:
     write_adapter(model.lora_dir)
     python = fake_python(tmp_path / "python", "echo 'Traceback: boom'\nexit 3\n")
     with pytest.raises(MergeError) as caught:
-        run_merge(model, python, tmp_path / "merge.log")
+        merge(model, python, tmp_path / "merge.log")
     assert caught.value.message == "merge failed (exit 3)"
     assert caught.value.kind is ErrorKind.SERVER
     assert caught.value.exit_code == 3
@@ -268,7 +280,7 @@ def test_child_passes_resolved_arguments(tmp_path: Path) -> None:
         'echo "HF_HUB_OFFLINE=$HF_HUB_OFFLINE"\nexit 1\n',
     )
     with pytest.raises(MergeError) as caught:
-        run_merge(model, python, tmp_path / "merge.log")
+        merge(model, python, tmp_path / "merge.log")
     assert args_file.read_text(encoding="utf-8").splitlines() == [
         "-m",
         "sage_lsp.services.merge",
@@ -278,6 +290,12 @@ def test_child_passes_resolved_arguments(tmp_path: Path) -> None:
         str(model.path / "checkpoints" / "checkpoint-1000"),
         "--output",
         str(model.merged_dir),
+        "--lock",
+        str(lock_of(model)),
+        "--parent",
+        str(os.getpid()),
+        "--parent-started",
+        repr(psutil.Process().create_time()),
     ]
     assert "HF_HUB_OFFLINE=1" in caught.value.log_tail
 
@@ -295,7 +313,7 @@ def test_crash_during_swap_restores_previous_merge(tmp_path: Path) -> None:
         'echo "merge failed: simulated crash" >&2\nexit 1\n',
     )
     with pytest.raises(MergeError) as caught:
-        run_merge(model, python, tmp_path / "merge.log")
+        merge(model, python, tmp_path / "merge.log")
     assert caught.value.message == "merge failed: simulated crash"
     assert snapshot(model.merged_dir) == before
     assert leftovers(model) == []
@@ -311,7 +329,7 @@ def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     )
     started = time.monotonic()
     with pytest.raises(MergeError) as caught:
-        run_merge(model, python, tmp_path / "merge.log", timeout=1)
+        merge(model, python, tmp_path / "merge.log", timeout=1)
     assert caught.value.kind is ErrorKind.TIMEOUT
     assert time.monotonic() - started < 15
     grandchild = int(pid_file.read_text(encoding="utf-8"))
@@ -359,7 +377,7 @@ def test_real_merge_matches_base_plus_adapter(
 ) -> None:
     log = tiny_model.path / "logs" / "merge.log"
     started = time.monotonic()
-    run_merge(tiny_model, str(vllm_python), log)
+    merge(tiny_model, str(vllm_python), log)
     seconds = time.monotonic() - started
     record = read_merge_record(tiny_model.merged_dir)
     assert record is not None
@@ -384,7 +402,7 @@ def test_real_merge_matches_base_plus_adapter(
 @pytest.mark.vllm
 def test_changed_adapter_is_merged_again(tiny_model: FinetunedModel, vllm_python: Path) -> None:
     log = tiny_model.path / "logs" / "merge.log"
-    run_merge(tiny_model, str(vllm_python), log)
+    merge(tiny_model, str(vllm_python), log)
     first = read_merge_record(tiny_model.merged_dir)
     assert first is not None and not merge_needed(tiny_model)
 
@@ -393,7 +411,7 @@ def test_changed_adapter_is_merged_again(tiny_model: FinetunedModel, vllm_python
         shutil.copyfile(older / name, tiny_model.lora_dir / name)
     assert merge_needed(tiny_model)
 
-    run_merge(tiny_model, str(vllm_python), log)
+    merge(tiny_model, str(vllm_python), log)
     second = read_merge_record(tiny_model.merged_dir)
     assert second is not None
     assert second["fingerprint"] != first["fingerprint"]
@@ -413,7 +431,7 @@ def test_checkpoints_only_merges_the_highest_step(
     tiny_model: FinetunedModel, vllm_python: Path
 ) -> None:
     shutil.rmtree(tiny_model.lora_dir)
-    run_merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
+    merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
     record = read_merge_record(tiny_model.merged_dir)
     newest = tiny_model.path / "checkpoints" / "checkpoint-1000"
     assert record is not None
@@ -431,7 +449,7 @@ def test_base_not_available_offline(tiny_model: FinetunedModel, vllm_python: Pat
     meta["model"] = "no-such-org/no-such-model"
     (tiny_model.path / "finetune_meta.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(MergeError) as caught:
-        run_merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
+        merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
     assert caught.value.message == (
         "merge failed: base model 'no-such-org/no-such-model' is not available offline (not a "
         'folder, not in the Hugging Face cache) — download it once or set "model" in '
@@ -452,7 +470,7 @@ def test_adapter_that_does_not_fit(tiny_model: FinetunedModel, vllm_python: Path
     write_merged(tiny_model, "an earlier merge")
     before = snapshot(tiny_model.merged_dir)
     with pytest.raises(MergeError) as caught:
-        run_merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
+        merge(tiny_model, str(vllm_python), tiny_model.path / "logs" / "merge.log")
     message = caught.value.message
     assert message.startswith("merge failed: the adapter does not fit the base model: ")
     assert "size mismatch" in message
@@ -469,7 +487,6 @@ def test_parent_side_never_imports_torch() -> None:
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_sage_finetune_merge_command(tiny_model: FinetunedModel, vllm_python: Path) -> None:
-    import os
     import subprocess
 
     env = {**os.environ, "SAGE_HOME": str(tiny_model.path.parents[1]),
