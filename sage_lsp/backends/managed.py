@@ -3,6 +3,8 @@ store) and ``vllm`` with ``--model`` and no ``--base-url`` (a base model)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -13,6 +15,11 @@ from sage_lsp.services.manager import ProgressCallback, ServiceHandle, ServiceMa
 from sage_lsp.services.store import ModelStore
 
 Ensure = Callable[[ServiceManager], Awaitable[ServiceHandle]]
+RESOLVE_AGAIN = frozenset({ErrorKind.AUTH, ErrorKind.CONNECTION, ErrorKind.INTERRUPTED})
+"""Errors after which a managed service is looked up again in the registry: it was stopped, or
+relaunched with a new key or on another port."""
+
+log = logging.getLogger(__name__)
 
 
 class ManagedBackend:
@@ -34,6 +41,9 @@ class ManagedBackend:
         self._wanted = wanted_model
         self.handle: ServiceHandle | None = None
         self._client: OpenAICompatibleBackend | None = None
+        self._preparing = asyncio.Lock()
+        self._ensuring: asyncio.Future[ServiceHandle] | None = None
+        self._stopping = False
 
     @property
     def model(self) -> str:
@@ -68,30 +78,76 @@ class ManagedBackend:
 
     async def prepare(self) -> None:
         """Ensure the service runs and this session holds it."""
-        if self._client is not None:
-            return
-        self.handle = await self._ensure(self.manager)
-        self._client = OpenAICompatibleBackend(
-            "compatible",
-            base_url=self.handle.base_url,
-            model=self.handle.served_model_name,
-            api_key=self.handle.api_key,
-            timeout=self.settings.request_timeout_seconds,
-        )
+        async with self._preparing:  # turns that fail together look the service up once
+            if self._client is not None:
+                return
+            self._ensuring = asyncio.ensure_future(self._ensure(self.manager))
+            try:
+                self.handle = await self._ensuring
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise  # this caller was cancelled, not the preparation
+                raise BackendError(
+                    ErrorKind.INTERRUPTED, f"the {self.name} backend was stopped while starting"
+                ) from None
+            finally:
+                self._ensuring, self._stopping = None, False
+            self._client = OpenAICompatibleBackend(
+                "compatible",
+                base_url=self.handle.base_url,
+                model=self.handle.served_model_name,
+                api_key=self.handle.api_key,
+                timeout=self.settings.request_timeout_seconds,
+            )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Answer through the service."""
+        """Answer through the service. When it fails with an auth, connection or interrupted
+        error (stopped, or relaunched with a new key or port by another session) before any of
+        the answer came, it is looked up again through the registry (join and hold, or launch)
+        and asked once more; after part of the answer, the error stands and the next turn looks
+        it up again."""
         await self.prepare()
-        assert self._client is not None
+        answered = False
         try:
-            async for event in self._client.stream(request):
+            async for event in self._stream_once(request):
+                answered = True
+                yield event
+            return
+        except BackendError as exc:
+            if answered or exc.kind not in RESOLVE_AGAIN:
+                raise
+            log.info("%s: %s; looking the service up again", self.name, exc.message)
+        await self.prepare()
+        async for event in self._stream_once(request):
+            yield event
+
+    async def _stream_once(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Answer through the current client; forget it on errors that call for a new look-up."""
+        client = self._client
+        assert client is not None
+        try:
+            async for event in client.stream(request):
                 yield event
         except BackendError as exc:
-            if exc.kind in (ErrorKind.CONNECTION, ErrorKind.INTERRUPTED):
-                # the service went away: let go of it, so the next preparation starts it again
-                await self.aclose()
-                self.handle = None
+            if exc.kind in RESOLVE_AGAIN:
+                await self._forget(client)
             raise
+
+    async def _forget(self, client: OpenAICompatibleBackend) -> None:
+        """Drop ``client`` (and the handle it came from, unless another turn replaced both
+        already); this session's hold stays, the next preparation renews it."""
+        if self._client is client:
+            self._client = None
+            self.handle = None
+        await client.aclose()
+
+    def cancel_preparation(self) -> None:
+        """Stop a preparation in progress (a merge is killed, a launch no longer waited for):
+        the session is ending and must not wait for it. The preparing call fails with an
+        interrupted error."""
+        if self._ensuring is not None:
+            self._stopping = True
+            self._ensuring.cancel()
 
     async def aclose(self) -> None:
         """Close the connection and release this session's hold on the service."""
