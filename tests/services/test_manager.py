@@ -48,8 +48,9 @@ def settings(**overrides: object) -> Settings:
     )  # fmt: skip
 
 
-SERVICE_MARKS = ("vllm.entrypoints", "sage_lsp.services.supervisor", "fake-vllm-engine")
-"""What the command lines of a service's processes contain (supervisor, fake vLLM, its engine)."""
+SERVICE_MARKS = ("vllm.entrypoints", "sage_lsp.services.supervisor", "fake-vllm-engine", "VLLM::")
+"""What the command lines of a service's processes contain: the supervisor, vLLM (or the fake),
+the fake's engine, and vLLM's renamed children (``VLLM::EngineCore``, ``VLLM::Worker``)."""
 
 
 def service_processes(sage_home: Path) -> list[psutil.Process]:
