@@ -224,6 +224,21 @@ async def test_reused_pids_are_never_signalled_and_their_entry_is_not_listed(
     assert_untouched(innocents)
 
 
+def test_a_pid_of_another_user_is_stale_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    me = os.getpid()
+    reg = registry()
+    write_entry(reg, state="ready", supervisor_pid=me, supervisor_create_time=create_time(me),
+                pid=me, pgid=me, pid_create_time=create_time(me))  # fmt: skip
+
+    def not_permitted(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    monkeypatch.setattr(os, "killpg", not_permitted)
+    ServiceManager(settings()).stop(MODEL)  # the signals fail: no crash, the entry is cleaned
+    assert reg.read(MODEL) is None
+
+
 # --- 3. a slow service is not a dead one --------------------------------------------------------
 
 
