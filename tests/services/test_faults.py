@@ -27,18 +27,17 @@ from sage_lsp.services.logfile import LOG_MAX_BYTES, backup
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Holder, Registry, ServiceEntry
 from sage_lsp.services.supervisor import Supervisor
-from tests.services.test_manager import (  # noqa: F401 - fake_vllm: an autouse fixture
+from tests.services.test_manager import (
     MODEL,
     ask,
-    fake_vllm,
-    service_processes,
     settings,
     wait_gone,
     wait_no_services,
 )
 from tests.support.ports import closed_port
 
-pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+# subprocess-heavy: in `make test`, not `make test-fast`
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fake_vllm")]
 
 ANSWER = "".join(f"fake{n} " for n in range(40))
 """What the fake vLLM streams."""

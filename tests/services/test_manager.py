@@ -21,24 +21,13 @@ from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.processes import group_alive, is_alive
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
+from tests.services.conftest import FAKE_MODEL
 from tests.support.ports import closed_port
 
-pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+# subprocess-heavy: in `make test`, not `make test-fast`
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fake_vllm")]
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKE = ROOT / "tests" / "support" / "fake_vllm"
-MODEL = "tiny"
-
-
-@pytest.fixture(autouse=True)
-def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
-    """Put the fake vLLM on the path and a merged model in the store."""
-    monkeypatch.setenv("PYTHONPATH", f"{FAKE}{os.pathsep}{ROOT}")
-    monkeypatch.setenv("FAKE_VLLM_MODE", "ok")
-    model = sage_home / "finetune_output" / MODEL
-    (model / "merged_model").mkdir(parents=True)
-    (model / "merged_model" / "config.json").write_text("{}")
-    (model / "finetune_meta.json").write_text(json.dumps({"model": "base/model"}))
+MODEL = FAKE_MODEL
 
 
 def settings(**overrides: object) -> Settings:

@@ -9,10 +9,7 @@ a fake vLLM through the registry, as ``sage services stop`` and another session 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,12 +18,11 @@ from sage_lsp.backends.managed import ManagedBackend, finetune_backend
 from sage_lsp.config import Settings, load_settings
 from sage_lsp.services.manager import ServiceHandle, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
+from tests.services.conftest import FAKE_MODEL
 from tests.support.openai_server import OpenAIServer, Reply
 from tests.support.ports import closed_port
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKE = ROOT / "tests" / "support" / "fake_vllm"
-MODEL = "tiny"
+MODEL = FAKE_MODEL
 KEY = "the-service-key"
 
 
@@ -129,17 +125,6 @@ async def test_other_errors_are_not_looked_up_again() -> None:
 # --------------------------------------------------------------------------------------------
 # Slow: the fake vLLM, stopped and relaunched by another session
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
-    """Put the fake vLLM on the path and a merged model in the store."""
-    monkeypatch.setenv("PYTHONPATH", f"{FAKE}{os.pathsep}{ROOT}")
-    monkeypatch.setenv("FAKE_VLLM_MODE", "ok")
-    model = sage_home / "finetune_output" / MODEL
-    (model / "merged_model").mkdir(parents=True)
-    (model / "merged_model" / "config.json").write_text("{}")
-    (model / "finetune_meta.json").write_text(json.dumps({"model": "base/model"}))
 
 
 def settings(port: int) -> Settings:

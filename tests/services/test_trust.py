@@ -16,15 +16,15 @@ import pytest
 from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.backends.managed import finetune_backend
 from sage_lsp.services.manager import Progress
-from tests.services.test_manager import (  # noqa: F401 - fake_vllm: an autouse fixture
+from tests.services.test_manager import (
     MODEL,
     ask,
-    fake_vllm,
     settings,
     wait_no_services,
 )
 
-pytestmark = pytest.mark.slow  # subprocess-heavy: in `make test`, not `make test-fast`
+# subprocess-heavy: in `make test`, not `make test-fast`
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fake_vllm")]
 
 
 def group_command_lines(pgid: int) -> list[str]:
