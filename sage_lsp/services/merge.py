@@ -505,8 +505,9 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in _TOKENIZER_FILES)
 
 
-def _merge(base: str, adapter: Path, output: Path) -> None:
-    """Load, merge, save into a temporary folder, write the record, swap into place."""
+def _merge(base: str, adapter: Path, output: Path, session_alive: Callable[[], bool]) -> None:
+    """Load, merge, save into a temporary folder, write the record, swap into place, unless
+    the session that asked for the merge is gone by then."""
     _check_extra()
     if not (adapter / "adapter_config.json").is_file():
         raise _ChildFailure(f"no adapter in {adapter} (adapter_config.json is missing)")
@@ -579,6 +580,8 @@ def _merge(base: str, adapter: Path, output: Path) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        if not session_alive():  # nobody waits for it: stop as the watcher would
+            raise KeyboardInterrupt
         _swap_into_place(tmp, output, old)
     except BaseException:  # also a stop in mid-swap: the previous output is put back
         _clean_after(output, os.getpid())
@@ -638,12 +641,11 @@ def _session_alive(pid: int, started: float) -> Callable[[], bool]:
     return lambda: is_alive(pid, started)
 
 
-def _watch_parent(pid: int, started: float, output: Path) -> None:
-    """End this merge once the session that started it (process ``pid``, started at
-    ``started``) is gone, also when it was killed with SIGKILL: a SIGTERM to this process cleans
-    up as a stop does; if that has not ended it after a while (stuck in native code), clean up
-    and exit at once."""
-    alive = _session_alive(pid, started)
+def _watch_parent(alive: Callable[[], bool], pid: int, output: Path) -> None:
+    """End this merge once the session that started it (process ``pid``) is no longer
+    ``alive``, also when it was killed with SIGKILL: a SIGTERM to this process cleans up as a
+    stop does; if that has not ended it after a while (stuck in native code), clean up and exit
+    at once."""
 
     def watch() -> None:
         while alive():
@@ -657,7 +659,7 @@ def _watch_parent(pid: int, started: float, output: Path) -> None:
     threading.Thread(target=watch, name="merge-parent-watch", daemon=True).start()
 
 
-def _merge_under_lock(ns: argparse.Namespace) -> None:
+def _merge_under_lock(ns: argparse.Namespace, session_alive: Callable[[], bool]) -> None:
     """Take the merge lock, clean up after killed merges, merge unless up to date."""
     output, adapter = ns.output.absolute(), ns.adapter.absolute()
     held = (
@@ -670,7 +672,7 @@ def _merge_under_lock(ns: argparse.Namespace) -> None:
         if not ns.force and merge_current(adapter, output):
             print(f"{UP_TO_DATE}{output} is a merge of {adapter} already", flush=True)
             return
-        _merge(ns.base, adapter, output)
+        _merge(ns.base, adapter, output, session_alive)
 
 
 def _say_waiting() -> None:
@@ -694,10 +696,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop cleans up like Ctrl-C
-    if ns.parent is not None and ns.parent_started is not None:
-        _watch_parent(ns.parent, ns.parent_started, ns.output.absolute())
+    watched = ns.parent is not None and ns.parent_started is not None  # not when run by hand
+    session_alive = _session_alive(ns.parent, ns.parent_started) if watched else lambda: True
+    if watched:
+        _watch_parent(session_alive, ns.parent, ns.output.absolute())
     try:
-        _merge_under_lock(ns)
+        _merge_under_lock(ns, session_alive)
     except _ChildFailure as exc:
         print(f"{FAILED}{exc}", file=sys.stderr, flush=True)
         return 2

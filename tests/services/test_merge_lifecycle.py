@@ -42,7 +42,7 @@ FAKE_CHILD = """
 import json, os, sys, time
 import sage_lsp.services.merge as merge
 
-def fake_merge(base, adapter, output):
+def fake_merge(base, adapter, output, session_alive):
     tmp, old = merge._temp_dirs(output, os.getpid())
     try:
         tmp.mkdir(parents=True)
@@ -52,6 +52,8 @@ def fake_merge(base, adapter, output):
         (tmp / "config.json").write_text("{}")
         record = {"adapter": str(adapter), "fingerprint": merge.adapter_fingerprint(adapter)}
         (tmp / merge.MERGE_RECORD).write_text(json.dumps(record))
+        if not session_alive():
+            raise KeyboardInterrupt
         merge._swap_into_place(tmp, output, old)
     except BaseException:
         merge._clean_after(output, os.getpid())
@@ -361,8 +363,10 @@ def test_a_real_merge_dies_with_its_killed_session_and_the_next_one_merges(
     wait_until(lambda: log.is_file() and "loading base" in log.read_text(), 120, "loading")
     [child] = psutil.Process(session.pid).children()
     reap.append(child)
+    child.suspend()  # the tiny merge is quick: its session dies before it can finish
     session.kill()
     session.wait()
+    child.resume()
     wait_until(lambda: gone(child), 40, "stopped after its session died")
     assert leftovers(tiny_model) == [] and not tiny_model.merged_dir.exists()
     lock = home / "run" / f"{tiny_model.name}.merge.lock"
