@@ -69,11 +69,11 @@ class ManagedBackend:
             "name": self.handle.name,
             "servedModelName": self.handle.served_model_name,
             "port": self.handle.port,
-            "pid": entry.pid if entry else None,
-            "owned": self.handle.owned,
-            "holders": len(entry.live_holders()) if entry else 0,
-            "logPath": entry.log_path if entry else None,
-            "startedAt": entry.started_at if entry else None,
+            "pid": entry.pid,
+            "owned": True,  # sage-lsp manages only services it launched (docs/services.md)
+            "holders": len(entry.live_holders()),
+            "logPath": entry.log_path,
+            "startedAt": entry.started_at,
         }
 
     async def prepare(self) -> None:

@@ -91,7 +91,7 @@ async def _serve_tcp(server: SageServer, host: str, port: int, token_file: Path 
             where, token = token_file, read_token(token_file)
     except (OSError, TokenError) as exc:
         gate.close()
-        print(f"error: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: cannot serve on {host}:{port}: {exc}\n")
         return 2 if isinstance(exc, TokenError) else 1
     try:
         await gate.listen(token, f"send the token in {where} as initializationOptions.authToken")

@@ -62,7 +62,7 @@ ProgressCallback = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class ServiceHandle:
-    """How to reach a running service."""
+    """How to reach a running service (always one sage-lsp launched: no other gets its key)."""
 
     name: str
     """The service name."""
@@ -74,12 +74,6 @@ class ServiceHandle:
     """The service's key."""
     entry: ServiceEntry
     """The registry entry."""
-
-    @property
-    def owned(self) -> bool:
-        """Always True: sage-lsp only manages (and sends a key to) services it launched; a
-        server started by hand is used through ``--backend vllm --base-url``."""
-        return True
 
     @property
     def base_url(self) -> str:
