@@ -8,12 +8,15 @@ and the model's context is 512 tokens: every prompt must be fitted into it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +77,15 @@ def real_env(
         process.kill()
 
 
+def status_without_key(port: int) -> int:
+    """The HTTP status of ``/v1/models`` asked without the service's key."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def chat(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sage_lsp.cli", "chat", "--backend", "finetune",
@@ -119,6 +131,13 @@ async def test_two_sessions_share_one_vllm(real_env: str, sage_home: Path) -> No
         assert service_a["pid"] == service_b["pid"] and service_a["port"] == service_b["port"]
         log = Path(service_a["logPath"]).read_text()
         assert log.count("launching:") == 1
+        # vLLM takes its key from VLLM_API_KEY: asked without it, it refuses; no command line
+        # of its processes (readable by every local user) shows it
+        entry = sage_home / "run" / "services" / f"{real_env}.json"
+        key = json.loads(entry.read_text())["api_key"]
+        assert status_without_key(service_a["port"]) == 401
+        assert all(key not in " ".join(p.cmdline()) for p in vllm_processes())
+        assert key not in log
         for client in (a, b):
             answer = await client.request(protocol.CHAT, {"message": "x = "}, timeout=120)
             assert answer["result"]["text"] is not None
