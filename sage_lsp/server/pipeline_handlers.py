@@ -11,6 +11,7 @@ utf-32: the first the client offers, utf-16 when it offers none) with pygls' pos
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -34,6 +35,16 @@ _ITEM_KIND = {
     "type": types.CompletionItemKind.EnumMember,
     "class": types.CompletionItemKind.Class,
 }
+
+
+def _markup(markdown: str, formats: Sequence[types.MarkupKind] | None) -> types.MarkupContent | str:
+    """``markdown`` as Markdown when the client lists that format, else as plain text when it
+    lists that (the Markdown source reads well enough), else as a bare string, which every
+    client takes."""
+    for kind in (types.MarkupKind.Markdown, types.MarkupKind.PlainText):
+        if formats and kind in formats:
+            return types.MarkupContent(kind=kind, value=markdown)
+    return markdown
 
 
 class _Text:
@@ -141,16 +152,15 @@ class PipelineHandlers:
         if found is None:
             return None
         replace = text.range(found.replace)
+        item = self.server.client_capabilities.text_document
+        item_caps = item and item.completion and item.completion.completion_item
+        formats = item_caps.documentation_format if item_caps else None
         items = [
             types.CompletionItem(
                 label=s.label,
                 kind=_ITEM_KIND.get(s.kind, types.CompletionItemKind.Text),
                 detail=s.detail or None,
-                documentation=types.MarkupContent(
-                    kind=types.MarkupKind.Markdown, value=s.documentation
-                )
-                if s.documentation
-                else None,
+                documentation=_markup(s.documentation, formats) if s.documentation else None,
                 sort_text=f"{i:04d}",
                 text_edit=types.TextEdit(range=replace, new_text=s.label + s.insert_suffix),
             )
@@ -167,7 +177,9 @@ class PipelineHandlers:
         found = document.hover(text.source, line, text.column(params.position), self.catalog())
         if found is None:
             return None
+        caps = self.server.client_capabilities.text_document
+        formats = caps.hover.content_format if caps and caps.hover else None
         return types.Hover(
-            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=found.markdown),
+            contents=_markup(found.markdown, formats),
             range=text.range(found.span),
         )
