@@ -67,12 +67,11 @@ function M.describe(status)
   if service then
     table.insert(
       lines,
-      ('service: %s on port %s (pid %s, %s holder(s)%s)'):format(
+      ('service: %s on port %s (pid %s, %s holder(s))'):format(
         service.name,
         service.port,
         service.pid,
-        service.holders,
-        service.owned and '' or ', started by hand'
+        service.holders
       )
     )
   end
