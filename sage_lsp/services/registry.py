@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Literal
 
 from filelock import FileLock
 
+from sage_lsp.paths import write_private_text
 from sage_lsp.processes import group_alive, is_alive, signal_process, stop_group
 
 ServiceState = Literal["starting", "ready", "failed", "stopping"]
@@ -155,13 +155,7 @@ class Registry:
 
     def write(self, entry: ServiceEntry) -> None:
         """Store ``entry`` atomically, readable by its owner only."""
-        self.services_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        final = self._path(entry.name)
-        temporary = final.with_suffix(f".tmp-{os.getpid()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(entry.to_json())
-        os.replace(temporary, final)
+        write_private_text(self._path(entry.name), entry.to_json())
 
     def remove(self, name: str) -> None:
         """Forget ``name``."""
