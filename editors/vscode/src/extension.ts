@@ -5,6 +5,7 @@ import { ChatPanel } from './chatPanel';
 import { SageClient } from './client';
 import { registerCommands, SHOW_STATUS_COMMAND } from './commands';
 import { VsCodeEditorActions } from './editorActions';
+import { registerNativeChat } from './nativeChat/register';
 import { errorLine } from './errors';
 import { StatusBar } from './statusBar';
 
@@ -45,6 +46,8 @@ export function activate(context: vscode.ExtensionContext): void {
     // Trusting the workspace lets its restricted settings (the server command included) apply.
     vscode.workspace.onDidGrantWorkspaceTrust(() => sage.restart().catch(reportStartFailure)),
   );
+  // VS Code's own Chat (@sage, the sage models), where this VS Code has it.
+  registerNativeChat(context, sage, output);
   sage.start().catch(reportStartFailure);
 }
 
