@@ -8,6 +8,7 @@ import { countTokens, estimateTokens, foldMessages, plainMessages } from '../src
 import { ACTIVE_MODEL_ID, backendOverride, finetuneModelId, modelList, VENDOR, type StoreModel } from '../src/nativeChat/models';
 import {
   chatIdFromHistory,
+  explainQuestion,
   followupsFor,
   historyMessages,
   PARTICIPANT_ID,
@@ -163,6 +164,11 @@ describe('@sage', () => {
     ]);
     assert.deepEqual(followupsFor({ metadata: { route: 'explain', prompt: '' } }).map((f) => f.label), ['Suggest improvements', 'Write tests']);
     assert.deepEqual(followupsFor({ errorDetails: { message: 'boom' }, metadata: { route: 'chat', prompt: 'x' } }), []);
+  });
+
+  it('explains the selection fenced with its language, "Explain this code." when nothing is asked', () => {
+    assert.equal(explainQuestion('  ', 'python', 'def double(x):\n    return x * 2'), 'Explain this code.\n\n```python\ndef double(x):\n    return x * 2\n```');
+    assert.equal(explainQuestion('Why x * 2?', 'python', 'x * 2\n'), 'Why x * 2?\n\n```python\nx * 2\n```');
   });
 
   it('shows a pipeline\'s YAML fenced, with its warnings', () => {

@@ -36,17 +36,25 @@ const MAX_ATTACHED_CHARS = 20000;
 /** The backend override for a `sage` picker model; none when the provider is not registered. */
 export type OverrideFor = (modelId: string) => Record<string, string> | undefined;
 
-/** `question` followed by the code of each attached `#file` or `#selection`. */
-async function withReferences(question: string, request: ChatRequest): Promise<string> {
+/** The file or part of a file a reference attaches (`#file`, `#selection`, the implicit context), if it is one. */
+function attachedLocation(value: unknown): vscode.Location | undefined {
+  if (value instanceof vscode.Location) {
+    return value;
+  }
+  return value instanceof vscode.Uri ? new vscode.Location(value, new vscode.Position(0, 0)) : undefined;
+}
+
+/** `question` followed by the code of each attached file or selection, each shown as a reference. */
+async function withReferences(question: string, request: ChatRequest, response: ResponseStream): Promise<string> {
   let text = question;
   for (const reference of request.references) {
-    const { value } = reference;
-    const location = value instanceof vscode.Location ? value : value instanceof vscode.Uri ? new vscode.Location(value, new vscode.Position(0, 0)) : undefined;
+    const location = attachedLocation(reference.value);
     if (!location) {
       continue;
     }
     const document = await vscode.workspace.openTextDocument(location.uri);
     const code = (location.range.isEmpty ? document.getText() : document.getText(location.range)).slice(0, MAX_ATTACHED_CHARS);
+    response.reference(location.range.isEmpty ? location.uri : location);
     text = questionAboutCode(`${text}\n\n${vscode.workspace.asRelativePath(location.uri)}:`, document.languageId, code);
   }
   return text;
@@ -78,29 +86,27 @@ class SageParticipant {
         case 'explain':
           return await this.explain(request, context, metadata, response, token);
         case 'chat':
-          return await this.answer(await withReferences(request.prompt, request), request, context, metadata, response, token);
+          return await this.answer(await withReferences(request.prompt, request, response), request, context, metadata, response, token);
       }
     } catch (error) {
       return { errorDetails: { message: errorLine(error) }, metadata: { ...metadata } };
     }
   }
 
-  /** `/explain`: the active selection (and whatever is attached), explained. */
+  /** `/explain`: the code attached to the request (VS Code attaches the selection), else the active editor's selection. */
   private async explain(request: ChatRequest, context: ChatContext, metadata: TurnMetadata, response: ResponseStream, token: Token): Promise<ChatResultLike> {
+    const prompt = request.prompt.trim() || 'Explain this code.';
+    if (request.references.some((reference) => attachedLocation(reference.value))) {
+      return this.answer(await withReferences(prompt, request, response), request, context, metadata, response, token);
+    }
     const editor = vscode.window.activeTextEditor;
-    const selection = editor && !editor.selection.isEmpty ? editor.selection : undefined;
-    if ((!editor || !selection) && request.references.length === 0) {
+    if (!editor || editor.selection.isEmpty) {
       response.markdown('Select some code in an editor first (or attach it with `#selection` or `#file`), then ask `@sage /explain` again.');
       return { metadata: { ...metadata, route: 'chat', prompt: '' } };
     }
-    let question = request.prompt;
-    if (editor && selection) {
-      response.reference(new vscode.Location(editor.document.uri, selection));
-      question = explainQuestion(request.prompt, editor.document.languageId, editor.document.getText(selection));
-    } else if (!question.trim()) {
-      question = 'Explain this code.';
-    }
-    return this.answer(await withReferences(question, request), request, context, metadata, response, token);
+    response.reference(new vscode.Location(editor.document.uri, editor.selection));
+    const question = explainQuestion(prompt, editor.document.languageId, editor.document.getText(editor.selection));
+    return this.answer(question, request, context, metadata, response, token);
   }
 
   /** Answers `question` with the picked model. */

@@ -39,9 +39,10 @@ export class SageModelProvider implements ModelProvider, vscode.Disposable {
     this.changed.fire();
   }
 
-  /** Lists the models again when the backend or its model changed. */
+  /** Lists the models again when the backend, its model or its state (shown in the picker) changed. */
   statusChanged(change: StatusChange): void {
-    if (change.backend !== this.status?.backend || change.model !== this.status.model) {
+    const listed = this.status;
+    if (change.backend !== listed?.backend || change.model !== listed.model || change.state !== listed.state) {
       this.refresh();
     }
   }
