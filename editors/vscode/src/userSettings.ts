@@ -11,7 +11,7 @@
 import manifest from '../package.json';
 
 /** The settings the server takes, as VS Code names them under `sage.` (dotted keys nest). */
-const PROTOCOL_KEYS = [
+export const PROTOCOL_KEYS = [
   'backend',
   'model',
   'baseUrl',
@@ -23,6 +23,10 @@ const PROTOCOL_KEYS = [
   'sageHome',
   'keepAliveSeconds',
   'logLevel',
+  'systemPrompt',
+  'historyTokens',
+  'maxTokens',
+  'requestTimeoutSeconds',
   'vllm.python',
   'vllm.extraArgs',
   'vllm.startupTimeoutSeconds',

@@ -1,5 +1,6 @@
 /** The host's pure helpers: settings sent, server command, error lines, status text, texts, CSP. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { describeStatus } from '../src/backendStatus';
 import { pipelineFileName, questionAboutCode } from '../src/commandText';
@@ -7,7 +8,8 @@ import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
 import { splitCommand } from '../src/shellWords';
 import manifest from '../package.json';
-import { RESTRICTED_KEYS, userSettings, type InspectedSetting } from '../src/userSettings';
+import { sagePython } from './support/paths';
+import { PROTOCOL_KEYS, RESTRICTED_KEYS, userSettings, type InspectedSetting } from '../src/userSettings';
 
 describe('settings sent to the server', () => {
   const inspected: Record<string, InspectedSetting & { defaultValue?: unknown }> = {
@@ -64,6 +66,42 @@ describe('settings sent to the server', () => {
       assert.ok(contributed.includes(`sage.${key}`), key);
     }
     assert.equal(RESTRICTED_KEYS.size, 9);
+  });
+});
+
+describe('settings contributed in package.json', () => {
+  const properties = manifest.contributes.configuration.properties as Record<string, { default?: unknown }>;
+
+  it("are all sent to the server (but the extension's own server.*), and only they", () => {
+    const contributed = Object.keys(properties)
+      .map((key) => key.replace(/^sage\./, ''))
+      .filter((key) => !key.startsWith('server.'));
+    assert.deepEqual([...contributed].sort(), [...PROTOCOL_KEYS].sort());
+  });
+
+  it('include the prompt, the history budget, the answer limit and the timeout, sent when set', () => {
+    const set: Record<string, InspectedSetting> = {
+      systemPrompt: { globalValue: 'Be brief.' },
+      historyTokens: { workspaceValue: 2000 },
+      maxTokens: { globalValue: 256 },
+      requestTimeoutSeconds: { globalValue: 30 },
+    };
+    assert.deepEqual(userSettings((key) => set[key], true), { systemPrompt: 'Be brief.', historyTokens: 2000, maxTokens: 256, requestTimeoutSeconds: 30 });
+    assert.deepEqual(userSettings((key) => (key === 'maxTokens' ? { globalValue: null } : undefined), true), {});
+  });
+
+  it('have the defaults of sage_lsp/config.py', () => {
+    const script = [
+      'import json',
+      'from sage_lsp.config import Settings',
+      's = Settings()',
+      'print(json.dumps({"systemPrompt": s.system_prompt, "historyTokens": s.history_tokens,',
+      '  "maxTokens": s.max_tokens, "requestTimeoutSeconds": s.request_timeout_seconds}))',
+    ].join('\n');
+    const python = JSON.parse(execFileSync(sagePython(), ['-c', script], { encoding: 'utf8' })) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(python)) {
+      assert.deepEqual(properties[`sage.${key}`]?.default, value, key);
+    }
   });
 });
 
