@@ -7,8 +7,10 @@ VLLM_VENV ?= .venv-vllm
 # The VS Code extension (TypeScript, built with npm) and Debian's Chromium for its panel tests.
 VSCODE := editors/vscode
 CHROMIUM ?= /usr/bin/chromium
+# A real VS Code for the extension's end-to-end tests: code-server 4.139.1 and its Node 24, from npm.
+CODE_SERVER_DIR ?= .code-server
 
-.PHONY: chat install dev vllm-env vscode browser test test-fast test-editors lint bench clean
+.PHONY: chat install dev vllm-env vscode browser code-server test test-fast test-editors test-vscode-e2e lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,10 @@ browser:
 	  else echo "the chat panel tests need Debian's chromium: sudo apt-get install chromium" >&2; \
 	    exit 1; fi; }
 
+## code-server: install code-server 4.139.1 and Node 24 into .code-server/ once (about 2 minutes, 1.1 GB); stamped
+code-server:
+	$(VSCODE)/scripts/install-code-server.sh $(CODE_SERVER_DIR)
+
 ## chat: make the virtual environment, install sage-lsp and start `sage chat` (mock backend)
 chat: install
 	$(BIN)/sage chat
@@ -71,9 +77,14 @@ test-editors: dev vscode browser
 	cd $(VSCODE) && npm test
 	$(BIN)/pytest -m editors
 
-## test: lint, then every test tier (what CI runs): the editors, the real vLLM tier included
-test: lint vllm-env vscode browser
+## test-vscode-e2e: the extension inside code-server (a real VS Code), driven in Chromium
+test-vscode-e2e: dev vscode browser code-server
+	cd $(VSCODE) && SAGE_CODE_SERVER_DIR=$(abspath $(CODE_SERVER_DIR)) npm run --silent test:e2e
+
+## test: lint, then every test tier (what CI runs): the editors (inside code-server too), the real vLLM tier included
+test: lint vllm-env vscode browser code-server
 	cd $(VSCODE) && npm test
+	cd $(VSCODE) && SAGE_CODE_SERVER_DIR=$(abspath $(CODE_SERVER_DIR)) npm run --silent test:e2e
 	$(BIN)/pytest
 
 ## test-fast: the quick tier only (under a minute)

@@ -1,0 +1,301 @@
+/**
+ * The extension inside a real VS Code (code-server 4.139.1), driven in Debian's Chromium as a
+ * user would: the status bar, the server it starts, the chat panel, the commands, a server that
+ * dies at start and the end of `sage lsp` when the window closes. A failing test leaves its
+ * screenshot in test-artifacts/vscode-e2e/.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { startOpenAIServer, type OpenAIServer } from '../support/openaiServer';
+import { repoRoot } from '../support/paths';
+import {
+  alive,
+  artifactsDir,
+  launchBrowser,
+  missingPrerequisite,
+  openWindow,
+  startCodeServer,
+  type CodeServer,
+  type ProcessInfo,
+} from './codeServer';
+import { answerInput, chatPanel, editorTab, notification, notificationTexts, openFile, runCommand, statusItem } from './workbench';
+
+const missing = missingPrerequisite();
+if (missing && process.env.SAGE_REQUIRE_ALL === '1') {
+  throw new Error(`${missing} and SAGE_REQUIRE_ALL=1`);
+}
+
+const READY = /Sage: .*ready/;
+const DID_NOT_START = /the language server did not start/;
+const CODE = 'def double(x):\n    return x * 2\n';
+const NOTES: Record<string, string> = {
+  'guide/install.md':
+    '# Installing sage-lsp\n\n## Virtual environment\n\nCreate a virtual environment with `python -m venv .venv`, ' +
+    'activate it, then install sage-lsp into the virtual environment with pip.\n',
+  'pipelines.md': '# Pipelines\n\n## Map stages\n\nA map stage applies a function to every record of the stream.\n',
+};
+
+describe('the extension in code-server', { skip: missing ?? false }, () => {
+  let scratch: string;
+  let sageHome: string;
+  /** The configured server program: a link to the repository's .venv/bin/sage under another name. */
+  let configured: string;
+  let settings: Record<string, unknown>;
+  let server: CodeServer;
+  let browser: Browser;
+  let page: Page;
+  let slow: OpenAIServer;
+
+  /** The `sage lsp` processes of this code-server started from the configured command. */
+  const configuredServers = (): ProcessInfo[] =>
+    server.tree().filter((info) => info.argv.includes(configured) && info.argv.includes('lsp'));
+  /** Any other `sage` of this code-server (the default command). */
+  const otherSages = (): ProcessInfo[] =>
+    server.tree().filter((info) => !info.argv.includes(configured) && info.argv.some((arg) => path.basename(arg) === 'sage'));
+
+  async function until<T>(what: string, probe: () => T | undefined | false, ms = 30_000): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const value = probe();
+      if (value !== undefined && value !== false) {
+        return value;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Runs `body`; if it fails, keeps a screenshot named after the test. */
+  async function shot(t: TestContext, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (error) {
+      mkdirSync(artifactsDir, { recursive: true });
+      const name = t.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
+      await page.screenshot({ path: path.join(artifactsDir, `${name}.png`) }).catch(() => undefined);
+      writeFileSync(path.join(artifactsDir, `${name}.log`), server.log());
+      throw error;
+    }
+  }
+
+  /** Types `question` into the panel and presses Enter (again, while the panel has no state yet). */
+  async function ask(question: string): Promise<void> {
+    const panel = chatPanel(page);
+    const turns = await panel.locator('.turn').count();
+    for (let attempt = 0; attempt < 10; attempt++) {
+      await panel.locator('#input').fill(question);
+      await panel.locator('#input').press('Enter');
+      const sent = await panel
+        .locator('.turn')
+        .nth(turns)
+        .waitFor({ timeout: 2000 })
+        .then(() => true, () => false);
+      if (sent) {
+        return;
+      }
+    }
+    throw new Error(`the panel did not take the question ${JSON.stringify(question)}`);
+  }
+
+  before(async () => {
+    scratch = mkdtempSync(path.join(tmpdir(), 'sage-e2e-'));
+    sageHome = path.join(scratch, 'sage-home');
+    mkdirSync(sageHome);
+    configured = path.join(scratch, 'bin', 'configured-sage');
+    mkdirSync(path.dirname(configured));
+    symlinkSync(path.join(repoRoot, '.venv', 'bin', 'sage'), configured);
+    // An index of two notes, so that answers quote sources that open a file.
+    const notes = path.join(scratch, 'notes');
+    for (const [file, text] of Object.entries(NOTES)) {
+      mkdirSync(path.dirname(path.join(notes, file)), { recursive: true });
+      writeFileSync(path.join(notes, file), text);
+    }
+    execFileSync(configured, ['chat', 'ingest', '--source', notes, '--index', 'notes'], {
+      env: { ...process.env, SAGE_HOME: sageHome },
+      stdio: 'ignore',
+    });
+    settings = {
+      'sage.server.command': `${configured} lsp`,
+      'sage.backend': 'mock',
+      'sage.index': 'notes',
+      'sage.sageHome': sageHome,
+    };
+    [slow, server, browser] = await Promise.all([
+      startOpenAIServer(['--delay', '0.05', '--repeat', '40']),
+      startCodeServer(settings, { 'double.py': CODE, 'pipelines/.keep': '' }),
+      launchBrowser(),
+    ]);
+    page = await openWindow(browser, server);
+  });
+
+  after(async () => {
+    await browser.close().catch(() => undefined);
+    await server.stop();
+    await slow.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('activates and the status bar reaches ready (mock backend)', async (t) => {
+    await shot(t, async () => {
+      await statusItem(page, /Sage/).first().waitFor({ timeout: 30_000 });
+      await statusItem(page, READY).waitFor({ timeout: 30_000 });
+    });
+  });
+
+  it('starts the configured server command, on every load of the window', async (t) => {
+    await shot(t, async () => {
+      const seen = new Set<number>();
+      for (let load = 0; load < 5; load++) {
+        if (load > 0) {
+          await page.reload();
+          await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+        }
+        const started = await until(`load ${load + 1}: a new sage lsp or a start failure`, () => {
+          const fresh = configuredServers().find((info) => !seen.has(info.pid));
+          return fresh ?? (otherSages().length > 0 ? 'other' : undefined);
+        });
+        assert.notEqual(started, 'other', `load ${load + 1} started ${JSON.stringify(otherSages())}`);
+        if (typeof started !== 'string') {
+          seen.add(started.pid);
+        }
+        assert.equal(await notification(page, DID_NOT_START).count(), 0, `load ${load + 1}: ${(await notificationTexts(page)).join(' | ')}`);
+      }
+    });
+  });
+
+  it('chats in the panel: a streamed answer whose source opens its file', async (t) => {
+    await shot(t, async () => {
+      await runCommand(page, 'Sage: Open Chat');
+      const panel = chatPanel(page);
+      await panel.locator('#input').waitFor({ timeout: 30_000 });
+      await ask('How do I create a virtual environment?');
+      const answer = panel.locator('.turn[data-status="done"]').last();
+      await answer.waitFor({ timeout: 30_000 });
+      assert.match((await answer.locator('.markdown').textContent()) ?? '', /virtual environment/);
+      const link = answer.locator('.source-link').first();
+      assert.match((await link.textContent()) ?? '', /Installing sage-lsp/);
+      await link.click();
+      await editorTab(page, 'install.md').waitFor({ timeout: 15_000 });
+    });
+  });
+
+  it('Stop ends a streaming answer (and the model stream), New Chat clears the panel', async (t) => {
+    await shot(t, async () => {
+      // A slow model, chosen in the settings while the window is open.
+      server.writeSettings({ ...settings, 'sage.backend': 'compatible', 'sage.baseUrl': slow.baseUrl });
+      try {
+        await runCommand(page, 'Sage: Open Chat');
+        const panel = chatPanel(page);
+        await panel.locator('#input').waitFor({ timeout: 30_000 });
+        await statusItem(page, /Sage: (?!mock )/).waitFor({ timeout: 30_000 });
+        await ask('Tell me a long story.');
+        const streaming = panel.locator('.turn[data-status="streaming"] .markdown');
+        await streaming.filter({ hasText: /\S/ }).waitFor({ timeout: 30_000 });
+        await panel.getByRole('button', { name: /Stop the answer/ }).click();
+        await panel.locator('.turn[data-status="cancelled"]').waitFor({ timeout: 10_000 });
+        assert.equal(await slow.waitForClientGone(5000), true, 'Stop closes the model stream');
+
+        await panel.getByRole('button', { name: 'New chat' }).click();
+        await panel.locator('#empty').waitFor({ state: 'visible' });
+        assert.equal(await panel.locator('.turn').count(), 0);
+      } finally {
+        server.writeSettings(settings);
+      }
+      await statusItem(page, READY).waitFor({ timeout: 30_000 });
+    });
+  });
+
+  it('asks about the selection', async (t) => {
+    await shot(t, async () => {
+      await openFile(page, 'double.py');
+      const lines = page.locator('.editor-instance .monaco-editor .view-lines').filter({ hasText: 'double' });
+      await lines.waitFor({ timeout: 15_000 });
+      await lines.click();
+      await page.keyboard.press('Control+A');
+      await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
+      await runCommand(page, 'Sage: Ask About Selection');
+      await answerInput(page);
+      const panel = chatPanel(page);
+      const turn = panel.locator('.turn').filter({ hasText: 'def double' }).last();
+      await turn.locator('.question-text').waitFor({ timeout: 30_000 });
+      assert.match((await turn.locator('.question-text').textContent()) ?? '', /Explain this code\.[\s\S]*def double\(x\)/);
+      await panel.locator('.turn[data-status="done"]').filter({ hasText: 'def double' }).waitFor({ timeout: 30_000 });
+    });
+  });
+
+  it('builds a pipeline into its file', async (t) => {
+    await shot(t, async () => {
+      await runCommand(page, 'Sage: Build Pipeline');
+      await answerInput(page, 'count the words of text files');
+      // The save dialog (the simple one, a quick input) offers pipelines/<name>.yaml.
+      const input = page.locator('.quick-input-widget input.input');
+      await input.waitFor();
+      await page.waitForFunction(() => /\.ya?ml$/.test(document.querySelector<HTMLInputElement>('.quick-input-widget input.input')?.value ?? ''));
+      await answerInput(page);
+      await notification(page, /Sage: pipeline .* built/).waitFor({ timeout: 60_000 });
+      const written = readdirSync(path.join(server.workspace, 'pipelines')).filter((name) => /\.ya?ml$/.test(name));
+      assert.equal(written.length, 1, `pipelines/: ${written.join(', ')}`);
+      await editorTab(page, written[0] ?? '').waitFor();
+    });
+  });
+
+  it('Stop Model, Show Services, Open Service Log and Restart Server answer through the palette', async (t) => {
+    await shot(t, async () => {
+      await runCommand(page, 'Sage: Stop Model');
+      await notification(page, /Sage: mock backend stopped/).waitFor({ timeout: 15_000 });
+      await runCommand(page, 'Sage: Show Services');
+      await notification(page, /no model services are running/).waitFor({ timeout: 15_000 });
+      await page.keyboard.press('Escape');
+      await runCommand(page, 'Sage: Open Service Log');
+      await notification(page, /no model services are running/).first().waitFor({ timeout: 15_000 });
+      const texts = await notificationTexts(page);
+      assert.ok(!texts.some((text) => /invalid params/i.test(text)), texts.join(' | '));
+
+      const before = new Set(configuredServers().map((info) => info.pid));
+      await runCommand(page, 'Sage: Restart Server');
+      const fresh = await until('a restarted sage lsp', () => configuredServers().find((info) => !before.has(info.pid)));
+      assert.ok(alive(fresh.pid));
+      await statusItem(page, READY).waitFor({ timeout: 30_000 });
+    });
+  });
+
+  it('reports a server that dies at start, with its message', async (t) => {
+    await shot(t, async () => {
+      const failing = path.join(scratch, 'bin', 'failing-sage');
+      writeFileSync(failing, '#!/bin/sh\necho "sage: cannot read /nonexistent/config.toml: no such file" >&2\nexit 1\n');
+      chmodSync(failing, 0o755);
+      server.writeSettings({ ...settings, 'sage.server.command': `${failing} lsp` });
+      try {
+        const shown = notification(page, DID_NOT_START);
+        await shown.first().waitFor({ timeout: 30_000 });
+        const texts = await notificationTexts(page);
+        assert.ok(!texts.some((text) => text.includes('EPIPE')), texts.join(' | '));
+        // The cause is what the server printed before it exited.
+        assert.match((await shown.first().textContent()) ?? '', /cannot read \/nonexistent\/config\.toml/);
+      } finally {
+        const before = new Set(configuredServers().map((info) => info.pid));
+        server.writeSettings(settings);
+        await until('the configured server again', () => configuredServers().find((info) => !before.has(info.pid)));
+      }
+    });
+  });
+
+  it('closing the window ends sage lsp', async (t) => {
+    await shot(t, async () => {
+      const running = await until('a running sage lsp', () => {
+        const found = configuredServers();
+        return found.length ? found : undefined;
+      });
+      await page.close();
+      // code-server keeps a closed window's extension host for --reconnection-grace-time (30 s).
+      await until('sage lsp to end', () => !running.some((info) => alive(info.pid)), 45_000);
+    });
+  });
+});
