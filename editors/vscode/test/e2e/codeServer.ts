@@ -124,7 +124,7 @@ export interface CodeServer {
   root: string;
   /** What code-server printed (its last 200 lines). */
   log(): string;
-  /** Replaces the user settings (the base settings plus `settings`). */
+  /** Replaces Sage's settings (in the Remote settings). */
   writeSettings(settings: Record<string, unknown>): void;
   /** The processes code-server started (extension hosts, `sage lsp`, …). */
   tree(): ProcessInfo[];
@@ -180,13 +180,15 @@ export async function startCodeServer(settings: Record<string, unknown>, files: 
   }
   // code-server's window is a remote one: it ignores the machine-scoped settings of the User
   // settings (sage.server.command, sage.sageHome) and reads them from the Remote settings
-  // (Machine/settings.json), where a code-server user puts them. Both files get every setting.
-  const settingsFiles = ['User', 'Machine'].map((scope) => path.join(userData, scope, 'settings.json'));
+  // (Machine/settings.json), where a code-server user puts them. The workbench's own settings go
+  // in the User settings, once; Sage's in the Remote settings, so a change is one file written.
+  const userFile = path.join(userData, 'User', 'settings.json');
+  const machineFile = path.join(userData, 'Machine', 'settings.json');
+  mkdirSync(path.dirname(userFile), { recursive: true });
+  mkdirSync(path.dirname(machineFile), { recursive: true });
+  writeFileSync(userFile, JSON.stringify(BASE_SETTINGS, null, 2));
   const writeSettings = (values: Record<string, unknown>): void => {
-    for (const file of settingsFiles) {
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, JSON.stringify({ ...BASE_SETTINGS, ...values }, null, 2));
-    }
+    writeFileSync(machineFile, JSON.stringify(values, null, 2));
   };
   writeSettings(settings);
 

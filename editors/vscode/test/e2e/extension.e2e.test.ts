@@ -5,7 +5,7 @@
  * screenshot in test-artifacts/vscode-e2e/.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -30,7 +30,7 @@ if (missing && process.env.SAGE_REQUIRE_ALL === '1') {
   throw new Error(`${missing} and SAGE_REQUIRE_ALL=1`);
 }
 
-const READY = /Sage: .*ready/;
+const READY = /Sage: mock ready/;
 const DID_NOT_START = /the language server did not start/;
 const CODE = 'def double(x):\n    return x * 2\n';
 const NOTES: Record<string, string> = {
@@ -81,6 +81,10 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       const name = t.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
       await page.screenshot({ path: path.join(artifactsDir, `${name}.png`) }).catch(() => undefined);
       writeFileSync(path.join(artifactsDir, `${name}.log`), server.log());
+      // The extension's output channel ("Sage"), as the extension host logs it.
+      const logs = path.join(server.root, 'user-data', 'logs');
+      const channels = readdirSync(logs, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith("Sage.log"));
+      writeFileSync(path.join(artifactsDir, `${name}.output.log`), channels.map((file) => readFileSync(path.join(logs, file), 'utf8')).join('\n'));
       throw error;
     }
   }
@@ -208,7 +212,35 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       } finally {
         server.writeSettings(settings);
       }
+    });
+  });
+
+  it('the status bar follows a backend changed in the settings (back to mock: ready)', async (t) => {
+    await shot(t, async () => {
+      // The previous test went from mock to the slow model and back, through the settings only.
       await statusItem(page, READY).waitFor({ timeout: 30_000 });
+    });
+  });
+
+  it("@sage answers in VS Code's own Chat view, with a sage model in the picker and follow-ups", async (t) => {
+    await shot(t, async () => {
+      const chat = page.locator('.interactive-session').first();
+      const input = chat.locator('.interactive-input-part .monaco-editor').first();
+      await input.waitFor({ timeout: 20_000 });
+      // The sage provider's model is the one selected, so @sage works without signing in.
+      await chat.locator('.model-picker-item').filter({ hasText: /Sage/ }).waitFor({ timeout: 20_000 });
+      await input.click();
+      await page.keyboard.press('Control+A');
+      await page.keyboard.press('Backspace');
+      await page.keyboard.insertText('@sage what is a map stage?');
+      await chat.locator('.interactive-input-part').filter({ hasText: '@sage what is a map stage?' }).waitFor();
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Enter');
+      // The mock backend quotes the best passage of the index: the note about map stages.
+      const response = chat.locator('.interactive-response').filter({ hasText: 'This is the mock backend' });
+      await response.waitFor({ timeout: 30_000 });
+      assert.match((await response.textContent()) ?? '', /A map stage applies a function to every record/);
+      await chat.locator('.interactive-followup-reply').first().waitFor({ timeout: 15_000 });
     });
   });
 
@@ -221,7 +253,7 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       await page.keyboard.press('Control+A');
       await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
       await runCommand(page, 'Sage: Ask About Selection');
-      await answerInput(page);
+      await answerInput(page, 'Ask Sage about the selection');
       const panel = chatPanel(page);
       const turn = panel.locator('.turn').filter({ hasText: 'def double' }).last();
       await turn.locator('.question-text').waitFor({ timeout: 30_000 });
@@ -233,12 +265,12 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
   it('builds a pipeline into its file', async (t) => {
     await shot(t, async () => {
       await runCommand(page, 'Sage: Build Pipeline');
-      await answerInput(page, 'count the words of text files');
+      await answerInput(page, 'Build a SAGE pipeline', 'count the words of text files');
       // The save dialog (the simple one, a quick input) offers pipelines/<name>.yaml.
       const input = page.locator('.quick-input-widget input.input');
       await input.waitFor();
       await page.waitForFunction(() => /\.ya?ml$/.test(document.querySelector<HTMLInputElement>('.quick-input-widget input.input')?.value ?? ''));
-      await answerInput(page);
+      await answerInput(page, 'Save the pipeline as');
       await notification(page, /Sage: pipeline .* built/).waitFor({ timeout: 60_000 });
       const written = readdirSync(path.join(server.workspace, 'pipelines')).filter((name) => /\.ya?ml$/.test(name));
       assert.equal(written.length, 1, `pipelines/: ${written.join(', ')}`);

@@ -12,10 +12,14 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   await row.click();
 }
 
-/** Answers the open quick input (an input box or the simple file dialog) with `text`, or with its value. */
-export async function answerInput(page: Page, text?: string): Promise<void> {
-  const input = page.locator('.quick-input-widget input.input');
-  await input.waitFor();
+/**
+ * Answers the quick input titled `title` (an input box or the simple file dialog) with `text`,
+ * or with its value.
+ */
+export async function answerInput(page: Page, title: string | RegExp, text?: string): Promise<void> {
+  const widget = page.locator('.quick-input-widget').filter({ hasText: title });
+  await widget.waitFor();
+  const input = widget.locator('input.input');
   if (text !== undefined) {
     await input.fill(text);
   }
