@@ -176,6 +176,7 @@ export async function startCodeServer(settings: Record<string, unknown>, files: 
   const common = ['--user-data-dir', userData, '--extensions-dir', extensions];
   const install = spawnSync(node, [entry, ...common, '--install-extension', vsix], { env, encoding: 'utf8', timeout: 120_000 });
   if (install.status !== 0) {
+    rmSync(root, { recursive: true, force: true });
     throw new Error(`code-server --install-extension failed (${String(install.status)}):\n${install.stdout}\n${install.stderr}`);
   }
   // code-server's window is a remote one: it ignores the machine-scoped settings of the User
@@ -226,6 +227,12 @@ export async function startCodeServer(settings: Record<string, unknown>, files: 
       break;
     }
     if (Date.now() > deadline) {
+      try {
+        process.kill(-(child.pid ?? 0), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      rmSync(root, { recursive: true, force: true });
       throw new Error(`code-server did not listen on ${port} in 60 s:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 200));

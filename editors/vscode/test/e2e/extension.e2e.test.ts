@@ -140,9 +140,10 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
   });
 
   after(async () => {
-    await browser.close().catch(() => undefined);
-    await server.stop();
-    await slow.stop();
+    // before() may have failed half-way: stop what was started.
+    await (browser as Browser | undefined)?.close().catch(() => undefined);
+    await (server as CodeServer | undefined)?.stop();
+    await (slow as OpenAIServer | undefined)?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
 
