@@ -45,3 +45,20 @@ export function describeStatus(status: StatusChange | undefined): StatusView {
     error: state === 'error',
   };
 }
+
+/** The backends that launch a model service (a GPU, minutes): started only by Start Model or a question. */
+const LAUNCHING_BACKENDS: ReadonlySet<string> = new Set(['vllm', 'finetune']);
+
+/**
+ * Whether the status bar should prepare the backend once the server has started, so that it
+ * tells whether the server is usable: a backend that was never prepared (`idle`, not `stopped`)
+ * and launches nothing (mock: at once; an endpoint: whether it answers).
+ */
+export function preparesAtStart(status: StatusChange): boolean {
+  return status.state === 'idle' && status.message !== 'stopped' && !LAUNCHING_BACKENDS.has(status.backend);
+}
+
+/** The view when the language server is not there: it did not start, or it stopped. */
+export function describeServerDown(reason: string): StatusView {
+  return { text: '$(error) Sage: server stopped', tooltip: `Sage: ${reason}`, error: true };
+}

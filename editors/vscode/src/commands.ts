@@ -13,6 +13,7 @@ import {
   type ServiceInfo,
   type ServicesResult,
 } from './protocol';
+import { reportStartFailure } from './serverReports';
 import type { StatusBar } from './statusBar';
 
 /** What the commands work with. */
@@ -210,7 +211,7 @@ async function showStatus({ status }: CommandContext): Promise<void> {
 }
 
 async function restartServer({ client }: CommandContext): Promise<void> {
-  await client.restart().catch(showError);
+  await client.restart().catch(reportStartFailure);
 }
 
 /** Registers every command; the returned disposables unregister them. */

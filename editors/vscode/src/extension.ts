@@ -6,24 +6,10 @@ import { SageClient } from './client';
 import { registerCommands, SHOW_STATUS_COMMAND } from './commands';
 import { VsCodeEditorActions } from './editorActions';
 import { registerNativeChat } from './nativeChat/register';
-import { errorLine } from './errors';
+import { reportServerStopped, reportStartFailure } from './serverReports';
 import { StatusBar } from './statusBar';
 
 let client: SageClient | undefined;
-
-async function reportStartFailure(error: unknown): Promise<void> {
-  const reason = errorLine(error);
-  const choice = await vscode.window.showErrorMessage(
-    `Sage: the language server did not start (${reason}). Check the setting sage.server.command.`,
-    'Open Settings',
-    'Show Output',
-  );
-  if (choice === 'Open Settings') {
-    await vscode.commands.executeCommand('workbench.action.openSettings', 'sage.server.command');
-  } else if (choice === 'Show Output') {
-    await vscode.commands.executeCommand('sage.showOutput');
-  }
-}
 
 /** Called by VS Code when the extension activates. */
 export function activate(context: vscode.ExtensionContext): void {
@@ -45,6 +31,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.workspace.onDidChangeConfiguration((event) => sage.settingsChanged(event).catch(reportStartFailure)),
     // Trusting the workspace lets its restricted settings (the server command included) apply.
     vscode.workspace.onDidGrantWorkspaceTrust(() => sage.restart().catch(reportStartFailure)),
+    sage.onDidStopUnexpectedly((reason) => void reportServerStopped(reason)),
   );
   // VS Code's own Chat (@sage, the sage models), where this VS Code has it.
   registerNativeChat(context, sage, output);

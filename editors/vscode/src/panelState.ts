@@ -27,6 +27,8 @@ export interface Turn {
   /** Seconds the answer took, once finished. */
   seconds?: number;
   tokensPerSecond?: number;
+  /** Why the turn failed (status `error`). */
+  error?: string;
 }
 
 /** The last failure, as one line; `question` is set when the question is handed back to the input. */
@@ -137,11 +139,10 @@ export function reduce(state: PanelState, action: PanelAction): PanelState {
       if (!current || action.chatId !== state.chatId) {
         return state;
       }
-      if (current.answer === '') {
-        // Nothing arrived: the server keeps no trace of the turn, so neither does the panel.
-        return replaceLast(state, undefined, { error: { message: action.message, question: current.question } });
-      }
-      return replaceLast(state, { ...current, pending: {}, status: 'error' }, { error: { message: action.message } });
+      // The turn stays, marked as failed with the reason; when nothing arrived, the question
+      // also goes back to the input, to ask again.
+      const error: PanelError = current.answer === '' ? { message: action.message, question: current.question } : { message: action.message };
+      return replaceLast(state, { ...current, pending: {}, status: 'error', error: action.message }, { error });
     }
     case 'newChat':
       return { ...initialState(action.chatId), nextTurnId: state.nextTurnId };

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { describeStatus } from '../src/backendStatus';
+import { describeServerDown, describeStatus, preparesAtStart } from '../src/backendStatus';
 import { pipelineFileName, questionAboutCode } from '../src/commandText';
 import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
@@ -151,6 +151,24 @@ describe('status bar text', () => {
     assert.match(error.tooltip, /refused/);
     assert.match(describeStatus({ state: 'idle', backend: 'mock', model: null, message: 'stopped' }).text, /stopped$/);
     assert.match(describeStatus({ state: 'idle', backend: 'mock', model: null }).text, /idle$/);
+  });
+});
+
+describe('status bar when the server is not there, or the backend never prepared', () => {
+  it('says the server stopped, with the reason in the tooltip, as an error', () => {
+    const view = describeServerDown('the language server did not start (the server exited with code 3: boom)');
+    assert.equal(view.text, '$(error) Sage: server stopped');
+    assert.match(view.tooltip, /exited with code 3: boom/);
+    assert.equal(view.error, true);
+  });
+
+  it('prepares at start a backend that launches nothing, never a model service or a stopped one', () => {
+    assert.equal(preparesAtStart({ state: 'idle', backend: 'mock', model: null }), true);
+    assert.equal(preparesAtStart({ state: 'idle', backend: 'compatible', model: 'm' }), true);
+    assert.equal(preparesAtStart({ state: 'idle', backend: 'finetune', model: 'm' }), false);
+    assert.equal(preparesAtStart({ state: 'idle', backend: 'vllm', model: 'm' }), false);
+    assert.equal(preparesAtStart({ state: 'idle', backend: 'mock', model: null, message: 'stopped' }), false);
+    assert.equal(preparesAtStart({ state: 'ready', backend: 'mock', model: null }), false);
   });
 });
 

@@ -70,10 +70,14 @@ describe('panel state', () => {
     assert.equal(isBusy(state), false);
   });
 
-  it('drops a turn that failed before any text and hands its question back', () => {
+  it('keeps a turn that failed before any text, with its reason, and hands its question back', () => {
     const state = run([{ type: 'asked', question: 'will it fail?' }, { type: 'failed', chatId: CHAT, message: 'cannot reach it' }]);
-    assert.deepEqual(state.turns, []);
+    assert.deepEqual(
+      state.turns.map((t) => [t.question, t.answer, t.status, t.error]),
+      [['will it fail?', '', 'error', 'cannot reach it']],
+    );
     assert.deepEqual(state.error, { message: 'cannot reach it', question: 'will it fail?' });
+    assert.equal(isBusy(state), false);
   });
 
   it('keeps a turn that failed partway, marked as failed', () => {

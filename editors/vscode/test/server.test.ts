@@ -116,13 +116,13 @@ describe('chat controller with sage lsp and an OpenAI-compatible server', () => 
     await assert.rejects(request, (error: { code?: number }) => error.code === ErrorCodes.requestCancelled);
   });
 
-  it('shows a failure in one line, drops the empty turn and hands the question back', async () => {
+  it('shows a failure in one line, in the failed turn, and hands the question back', async () => {
     await server.pushSettings({ backend: 'compatible', baseUrl: `http://127.0.0.1:${await closedPort()}/v1` });
     await controller.newChat();
     const end = await controller.ask('Will this fail?');
     assert.equal(end?.type, 'failed');
     const { error, turns } = controller.current;
-    assert.deepEqual(turns, []);
+    assert.deepEqual(turns.map((t) => [t.question, t.status, t.error]), [['Will this fail?', 'error', error?.message]]);
     assert.equal(error?.question, 'Will this fail?');
     assert.match(error.message, /cannot reach .* connection refused/);
     assert.doesNotMatch(error.message, /\n/);

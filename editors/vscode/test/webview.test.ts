@@ -176,7 +176,7 @@ describe('chat panel in Chromium', { skip: missing ? `${CHROMIUM} is missing` : 
     await screenshot(page, '04-new-chat.png');
   });
 
-  it('shows a server error in one line and puts the question back in the input', async () => {
+  it('shows a server error in one line, in a failed turn, and puts the question back in the input', async () => {
     const { page } = panel;
     await server.pushSettings({ baseUrl: `http://127.0.0.1:${await closedPort()}/v1` });
     await ask(page, 'Is the model there?');
@@ -184,7 +184,10 @@ describe('chat panel in Chromium', { skip: missing ? `${CHROMIUM} is missing` : 
     await error.waitFor({ state: 'visible' });
     assert.match((await error.textContent()) ?? '', /^cannot reach http:\/\/127\.0\.0\.1:\d+\/v1: connection refused/);
     assert.equal(await page.locator('#input').inputValue(), 'Is the model there?');
-    assert.equal(await page.locator('.turn').count(), 0);
+    const failed = page.locator('.turn[data-status="error"]');
+    assert.equal(await failed.count(), 1);
+    assert.equal(await failed.locator('.question-text').textContent(), 'Is the model there?');
+    assert.match((await failed.locator('.meta').textContent()) ?? '', /^failed: cannot reach http:\/\/127\.0\.0\.1:\d+\/v1: connection refused/);
     await screenshot(page, '05-error.png');
     assert.deepEqual(await panel.problems(), []);
   });

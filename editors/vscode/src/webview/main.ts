@@ -79,7 +79,7 @@ function metaText(turn: Turn): string {
     case 'cancelled':
       return 'cancelled';
     case 'error':
-      return 'failed';
+      return turn.error ? `failed: ${turn.error}` : 'failed';
     case 'done': {
       const parts = [`${(turn.seconds ?? 0).toFixed(1)} s`];
       if (turn.tokensPerSecond) {
