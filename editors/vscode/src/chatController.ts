@@ -8,10 +8,10 @@ import { CancellationTokenSource } from 'vscode-jsonrpc';
 import type { Disposable, SageConnection } from './connection';
 import { errorCode, errorLine } from './errors';
 import type { PanelAction, PanelState } from './panelState';
-import { initialState, isBusy, reduce } from './panelState';
+import { initialState, isBusy, reduce, stateFromHistory } from './panelState';
 import type { WebviewMessage } from './panelMessages';
 import { ErrorCodes, Methods } from './protocol';
-import type { ChatChunk, ChatParams, ChatResult } from './protocol';
+import type { ChatChunk, ChatParams, ChatResult, HistoryResult } from './protocol';
 
 /** What the panel's buttons do in the editor; VS Code provides it, tests stub it. */
 export interface EditorActions {
@@ -119,6 +119,27 @@ export class ChatController implements Disposable {
     this.dispatch({ type: 'newChat', chatId: this.newChatId() });
     if (old.turns.length > 0) {
       await this.connection.sendRequest(Methods.chatReset, { chatId: old.chatId }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes back a conversation a webview held before a window reload: as the server's history
+   * tells it when the server still has it, else as the webview saved it (a new server process
+   * starts with no conversations).
+   */
+  async resume(saved: PanelState): Promise<void> {
+    let state = saved;
+    try {
+      const { messages } = await this.connection.sendRequest<HistoryResult>(Methods.chatHistory, { chatId: saved.chatId });
+      if (messages.length > 0) {
+        const fromServer = stateFromHistory(saved.chatId, messages);
+        state = { ...fromServer, nextTurnId: Math.max(fromServer.nextTurnId, saved.nextTurnId) };
+      }
+    } catch {
+      // The server does not know the conversation (or is not running): keep the saved one.
+    }
+    if (this.state.turns.length === 0 && !isBusy(this.state)) {
+      this.dispatch({ type: 'restore', state });
     }
   }
 

@@ -5,7 +5,10 @@ import type { Disposable } from './connection';
 import { errorLine } from './errors';
 import type { WebviewMessage } from './panelMessages';
 import { makeNonce, renderPanelHtml } from './panelHtml';
-import { isBusy } from './panelState';
+import { isBusy, savedState } from './panelState';
+
+/** The chat panel's view type, also the serializer's (`onWebviewPanel:sage.chat`). */
+export const VIEW_TYPE = 'sage.chat';
 
 /** One panel at a time, showing the controller's conversation. */
 export class ChatPanel implements vscode.Disposable {
@@ -26,12 +29,35 @@ export class ChatPanel implements vscode.Disposable {
       this.panel.reveal();
       return;
     }
-    const roots = [vscode.Uri.joinPath(this.extensionUri, 'dist'), vscode.Uri.joinPath(this.extensionUri, 'media')];
     // The webview is rebuilt when shown again; it then asks for the state (`ready`), which the host keeps.
-    const panel = vscode.window.createWebviewPanel('sage.chat', 'Sage Chat', vscode.ViewColumn.Beside, {
-      enableScripts: true,
-      localResourceRoots: roots,
-    });
+    const panel = vscode.window.createWebviewPanel(VIEW_TYPE, 'Sage Chat', vscode.ViewColumn.Beside, this.options());
+    this.attach(panel);
+  }
+
+  /**
+   * Takes the panel VS Code brings back after a window reload (the serializer), with the state
+   * its webview saved: the conversation comes back from the server's history, or else from that
+   * state.
+   */
+  async restore(panel: vscode.WebviewPanel, saved: unknown): Promise<void> {
+    if (this.panel) {
+      panel.dispose();
+      return;
+    }
+    panel.webview.options = this.options();
+    this.attach(panel);
+    const conversation = savedState((saved as { panel?: unknown } | undefined)?.panel);
+    if (conversation) {
+      await this.controller.resume(conversation);
+    }
+  }
+
+  private options(): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+    const roots = [vscode.Uri.joinPath(this.extensionUri, 'dist'), vscode.Uri.joinPath(this.extensionUri, 'media')];
+    return { enableScripts: true, localResourceRoots: roots };
+  }
+
+  private attach(panel: vscode.WebviewPanel): void {
     const { webview } = panel;
     webview.html = renderPanelHtml({
       cspSource: webview.cspSource,

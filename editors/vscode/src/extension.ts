@@ -1,7 +1,7 @@
 /** The extension's entry point: wires the client, the chat panel, the status bar and the commands. */
 import * as vscode from 'vscode';
 import { ChatController } from './chatController';
-import { ChatPanel } from './chatPanel';
+import { ChatPanel, VIEW_TYPE } from './chatPanel';
 import { SageClient } from './client';
 import { registerCommands, SHOW_STATUS_COMMAND } from './commands';
 import { VsCodeEditorActions } from './editorActions';
@@ -32,6 +32,8 @@ export function activate(context: vscode.ExtensionContext): void {
     // Trusting the workspace lets its restricted settings (the server command included) apply.
     vscode.workspace.onDidGrantWorkspaceTrust(() => sage.restart().catch(reportStartFailure)),
     sage.onDidStopUnexpectedly((reason) => void reportServerStopped(reason)),
+    // After a window reload VS Code brings the chat panel back with the state its webview saved.
+    vscode.window.registerWebviewPanelSerializer(VIEW_TYPE, { deserializeWebviewPanel: (webviewPanel, state) => panel.restore(webviewPanel, state) }),
   );
   // VS Code's own Chat (@sage, the sage models), where this VS Code has it.
   registerNativeChat(context, sage, output);

@@ -3,7 +3,7 @@
  * copy (re-sent to a webview that is shown again); the webview applies the same actions to its
  * own copy as they arrive, so both always agree.
  */
-import type { ChatChunk, ChatResult, Source } from './protocol';
+import type { ChatChunk, ChatResult, HistoryResult, Source } from './protocol';
 
 /** Where one turn stands. */
 export type TurnStatus = 'streaming' | 'done' | 'cancelled' | 'error';
@@ -149,4 +149,31 @@ export function reduce(state: PanelState, action: PanelAction): PanelState {
     case 'restore':
       return action.state;
   }
+}
+
+/** A conversation as the server's `sage/chat/history` holds it: a user message then its answer. */
+export function stateFromHistory(chatId: string, messages: HistoryResult['messages']): PanelState {
+  const turns: Turn[] = [];
+  for (const message of messages) {
+    const last = turns.at(-1);
+    if (message.role === 'assistant' && last?.answer === '') {
+      turns[turns.length - 1] = { ...last, answer: message.content };
+    } else if (message.role === 'user') {
+      turns.push({ id: turns.length + 1, question: message.content, answer: '', nextIndex: 0, pending: {}, status: 'done', sources: [] });
+    }
+  }
+  return { chatId, turns, nextTurnId: turns.length + 1 };
+}
+
+/**
+ * A state saved by a webview, read back after a window reload: undefined unless it looks like a
+ * panel state; an answer that was being written is cancelled (its request ended with the window).
+ */
+export function savedState(saved: unknown): PanelState | undefined {
+  const state = saved as Partial<PanelState> | undefined;
+  if (typeof state?.chatId !== 'string' || !Array.isArray(state.turns) || typeof state.nextTurnId !== 'number') {
+    return undefined;
+  }
+  const turns = state.turns.map((turn): Turn => (turn.status === 'streaming' ? { ...turn, pending: {}, status: 'cancelled' } : turn));
+  return { chatId: state.chatId, turns, nextTurnId: state.nextTurnId };
 }

@@ -1,7 +1,7 @@
 /** The panel's reducer: chunk order, finish, cancel, error, new chat, restore. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { initialState, isBusy, reduce, type PanelAction, type PanelState } from '../src/panelState';
+import { initialState, isBusy, reduce, savedState, stateFromHistory, type PanelAction, type PanelState } from '../src/panelState';
 import type { ChatResult } from '../src/protocol';
 
 const CHAT = 'chat-1';
@@ -126,5 +126,27 @@ describe('panel state', () => {
         [2, 'second', 'streaming'],
       ],
     );
+  });
+
+  it('rebuilds a conversation from the server history, a question then its answer', () => {
+    const state = stateFromHistory('c', [
+      { role: 'user', content: 'q1' },
+      { role: 'assistant', content: 'a1' },
+      { role: 'user', content: 'q2' },
+      { role: 'assistant', content: 'a2' },
+    ]);
+    assert.equal(state.chatId, 'c');
+    assert.deepEqual(state.turns.map((t) => [t.id, t.question, t.answer, t.status]), [[1, 'q1', 'a1', 'done'], [2, 'q2', 'a2', 'done']]);
+    assert.equal(state.nextTurnId, 3);
+  });
+
+  it('reads back what a webview saved, an answer being written then cancelled, anything else refused', () => {
+    const writing = run([{ type: 'asked', question: 'q' }, chunk(0, 'half')]);
+    const saved = savedState(JSON.parse(JSON.stringify(writing)));
+    assert.equal(saved?.chatId, CHAT);
+    assert.deepEqual(saved.turns.map((t) => [t.answer, t.status]), [['half', 'cancelled']]);
+    assert.equal(isBusy(saved), false);
+    assert.equal(savedState(undefined), undefined);
+    assert.equal(savedState({ draft: 'x' }), undefined);
   });
 });

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { ChatController } from '../src/chatController';
 import type { SageConnection } from '../src/connection';
-import type { PanelAction } from '../src/panelState';
+import { stateFromHistory, type PanelAction, type PanelState } from '../src/panelState';
 import { ErrorCodes, Methods, type BackendStatus, type ChatResult, type HistoryResult } from '../src/protocol';
 import { userSettings, type InspectedSetting } from '../src/userSettings';
 import { startOpenAIServer, type OpenAIServer } from './support/openaiServer';
@@ -126,6 +126,44 @@ describe('chat controller with sage lsp and an OpenAI-compatible server', () => 
     assert.equal(error?.question, 'Will this fail?');
     assert.match(error.message, /cannot reach .* connection refused/);
     assert.doesNotMatch(error.message, /\n/);
+  });
+});
+
+describe('a conversation brought back after a window reload', () => {
+  let server: SageServer;
+
+  before(async () => {
+    server = await startSageServer({ initializationOptions: { backend: 'mock' } });
+  });
+
+  after(async () => {
+    await server.stop();
+  });
+
+  it("comes from the server's history when the server still has it", async () => {
+    const first = new ChatController(server.connection, new RecordingEditor(), () => 'kept-chat');
+    await first.ask('What is a map stage?');
+    const saved = JSON.parse(JSON.stringify(first.current)) as PanelState;
+    first.dispose();
+    const reloaded = new ChatController(server.connection, new RecordingEditor());
+    const shown: PanelAction[] = [];
+    reloaded.onAction((action) => shown.push(action));
+    await reloaded.resume({ ...saved, turns: [] }); // the webview's copy may lag: the server's wins
+    reloaded.dispose();
+    assert.equal(reloaded.current.chatId, 'kept-chat');
+    assert.deepEqual(reloaded.current.turns.map((t) => [t.question, t.answer]), [['What is a map stage?', saved.turns[0]?.answer]]);
+    assert.equal(shown.at(-1)?.type, 'restore');
+  });
+
+  it('comes from what the webview saved when the server lost it (a new process)', async () => {
+    const saved = stateFromHistory('lost-chat', [
+      { role: 'user', content: 'old question' },
+      { role: 'assistant', content: 'old answer' },
+    ]);
+    const controller = new ChatController(server.connection, new RecordingEditor());
+    await controller.resume(saved);
+    controller.dispose();
+    assert.deepEqual(controller.current, saved);
   });
 });
 

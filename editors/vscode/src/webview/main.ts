@@ -10,7 +10,13 @@ import { renderMarkdown } from './markdown';
 interface VsCodeApi {
   postMessage(message: WebviewMessage): void;
   getState(): unknown;
-  setState(state: { draft: string }): void;
+  setState(state: SavedWebviewState): void;
+}
+
+/** What the webview keeps across reloads: the draft and the conversation (see ChatPanel's serializer). */
+interface SavedWebviewState {
+  draft: string;
+  panel?: PanelState;
 }
 
 declare function acquireVsCodeApi(): VsCodeApi;
@@ -44,7 +50,7 @@ function post(message: WebviewMessage): void {
 }
 
 function saveDraft(): void {
-  vscode.setState({ draft: input.value });
+  vscode.setState({ draft: input.value, panel: state });
 }
 
 function child(parent: HTMLElement, tag: string, className: string, text?: string): HTMLElement {
@@ -164,6 +170,7 @@ function render(): void {
   if (atBottom) {
     conversation.scrollTop = conversation.scrollHeight;
   }
+  saveDraft(); // keeps the conversation too, for a window reload
 }
 
 function scheduleRender(): void {
@@ -244,7 +251,7 @@ conversation.addEventListener('click', (event) => {
   }
 });
 
-const saved = vscode.getState() as { draft?: string } | undefined;
+const saved = vscode.getState() as Partial<SavedWebviewState> | undefined;
 input.value = saved?.draft ?? '';
 input.focus();
 post({ type: 'ready' });
