@@ -129,6 +129,29 @@ describe('chat controller with sage lsp and an OpenAI-compatible server', () => 
   });
 });
 
+describe('the settings the panel sends, the newer ones included', () => {
+  it('are taken by sage lsp through workspace/configuration, none refused', async () => {
+    const set: Record<string, InspectedSetting> = {
+      backend: { globalValue: 'mock' },
+      systemPrompt: { globalValue: 'Be brief.' },
+      historyTokens: { workspaceValue: 2000 },
+      maxTokens: { globalValue: 256 },
+      requestTimeoutSeconds: { globalValue: 30 },
+    };
+    const server = await startSageServer({ configuration: userSettings((key) => set[key], true) });
+    try {
+      const controller = new ChatController(server.connection, new RecordingEditor());
+      const end = await controller.ask('Hello?');
+      controller.dispose();
+      assert.equal(end?.type, 'finished');
+      assert.deepEqual(server.configurationAnswers, [{ backend: 'mock', systemPrompt: 'Be brief.', historyTokens: 2000, maxTokens: 256, requestTimeoutSeconds: 30 }]);
+      assert.deepEqual(server.messages, [], 'no setting was refused');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('a conversation brought back after a window reload', () => {
   let server: SageServer;
 
