@@ -141,13 +141,18 @@ class Session:
         elif self.state == "error" and self._backend is not None:
             self._set_state("ready", self._backend.describe())
 
-    async def stop_backend(self) -> None:
-        """Close the backend (this session's hold on it); the next request builds a new one."""
+    async def stop_backend(self, message: str | None = "stopped") -> None:
+        """Close the backend (this session's hold on it); the next request builds a new one.
+
+        The state becomes ``idle`` with ``message`` when there was a backend: "stopped" when
+        it was asked for, ``None`` when it only makes way for another (the editor may then
+        prepare the new one as it does at start).
+        """
         async with self._backend_lock:
             backend, self._backend = self._backend, None
             if backend is not None:
                 await backend.aclose()
-            self._set_state("idle", "stopped" if backend is not None else None)
+            self._set_state("idle", message if backend is not None else None)
 
     def status(self) -> protocol.BackendStatus:
         """The backend's status for ``sage/backend/*``."""
@@ -167,7 +172,7 @@ class Session:
         rebuild = self.needs_own_backend(settings)
         self.settings = settings
         if rebuild:
-            await self.stop_backend()
+            await self.stop_backend(message=None)  # not a stop: the new backend is not built yet
         for conversation in self.conversations.values():
             conversation.system_prompt = settings.system_prompt
             conversation.history_tokens = settings.history_tokens

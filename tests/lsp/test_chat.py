@@ -160,6 +160,24 @@ async def test_configuration_change_takes_effect_on_the_next_turn(client: Langua
     assert status["state"] == "error" and status["backend"] == "vllm"
 
 
+async def test_a_backend_change_is_not_reported_as_a_stop(client: LanguageClient) -> None:
+    await request(client, protocol.BACKEND_START, {})
+    settings = {"backend": "compatible", "baseUrl": "http://127.0.0.1:9/v1"}
+    client.set_configuration(settings, section="sage")
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"sage": settings})
+    )
+    statuses = client.record.status  # type: ignore[attr-defined]
+    for _ in range(100):
+        if statuses[-1]["state"] == "idle":
+            break
+        await asyncio.sleep(0.02)
+    assert statuses[-1]["state"] == "idle" and statuses[-1]["backend"] == "compatible"
+    assert statuses[-1].get("message") is None  # an editor prepares it as at start
+    stopped = await request(client, protocol.BACKEND_STOP, {})
+    assert stopped["state"] == "idle"
+
+
 async def test_bad_configuration_value_is_shown_and_the_old_value_stays(
     client: LanguageClient,
 ) -> None:

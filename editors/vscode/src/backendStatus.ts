@@ -50,11 +50,12 @@ export function describeStatus(status: StatusChange | undefined): StatusView {
 const LAUNCHING_BACKENDS: ReadonlySet<string> = new Set(['vllm', 'finetune']);
 
 /**
- * Whether the status bar should prepare the backend once the server has started, so that it
- * tells whether the server is usable: a backend that was never prepared (`idle`, not `stopped`)
- * and launches nothing (mock: at once; an endpoint: whether it answers).
+ * Whether the status bar should prepare the backend, so that it tells whether the server is
+ * usable: a backend not prepared yet (`idle`, at start or after a settings change made way for
+ * another; not `stopped` by the person) that launches nothing (mock: at once; an endpoint:
+ * whether it answers).
  */
-export function preparesAtStart(status: StatusChange): boolean {
+export function shouldPrepare(status: StatusChange): boolean {
   return status.state === 'idle' && status.message !== 'stopped' && !LAUNCHING_BACKENDS.has(status.backend);
 }
 

@@ -1,6 +1,6 @@
 /** The status bar item: the backend's state from `sage/status/didChange`; a click shows the menu. */
 import * as vscode from 'vscode';
-import { describeServerDown, describeStatus, preparesAtStart } from './backendStatus';
+import { describeServerDown, describeStatus, shouldPrepare } from './backendStatus';
 import type { SageClient } from './client';
 import type { Disposable } from './connection';
 import { Methods, type BackendStatus, type StatusChange } from './protocol';
@@ -10,6 +10,8 @@ export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('sage.status', vscode.StatusBarAlignment.Right, 100);
   private readonly subscriptions: Disposable[] = [];
   private status: StatusChange | undefined;
+  private preparing = false;
+  private prepareAgain = false;
 
   /** `command` runs when the item is clicked. */
   constructor(client: SageClient, command: string) {
@@ -18,7 +20,12 @@ export class StatusBar implements vscode.Disposable {
     this.show(undefined);
     this.item.show();
     this.subscriptions.push(
-      client.onNotification(Methods.statusDidChange, (change: StatusChange) => { this.show(change); }),
+      client.onNotification(Methods.statusDidChange, (change: StatusChange) => {
+        this.show(change);
+        if (shouldPrepare(change)) {
+          void this.prepare(client); // a settings change made way for another backend
+        }
+      }),
       client.onDidStart(() => void this.refresh(client)),
       client.onDidFail((reason) => { this.showDown(reason); }),
     );
@@ -38,13 +45,33 @@ export class StatusBar implements vscode.Disposable {
     if (!this.status) {
       this.show(status); // unless a notification came first
     }
-    if (this.status && preparesAtStart(this.status)) {
+    if (this.status && shouldPrepare(this.status)) {
+      await this.prepare(client);
+    }
+  }
+
+  /** Prepares the backend (one request at a time); its state changes arrive as notifications. */
+  private async prepare(client: SageClient): Promise<void> {
+    if (this.preparing) {
+      this.prepareAgain = true; // the backend changed again meanwhile
+      return;
+    }
+    this.preparing = true;
+    try {
       // A failure shows as the `error` state (notified); the result covers a server that notifies nothing.
       const prepared = await client.sendRequest<BackendStatus>(Methods.backendStart, {}).catch(() => undefined);
       if (prepared && this.current?.state === 'idle') {
         this.show(prepared);
       }
+    } finally {
+      this.preparing = false;
     }
+    const current = this.current;
+    if (this.prepareAgain && current && shouldPrepare(current)) {
+      this.prepareAgain = false;
+      await this.prepare(client);
+    }
+    this.prepareAgain = false;
   }
 
   /** Shows that the language server is not there, and why. */

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { describeServerDown, describeStatus, preparesAtStart } from '../src/backendStatus';
+import { describeServerDown, describeStatus, shouldPrepare } from '../src/backendStatus';
 import { pipelineFileName, questionAboutCode } from '../src/commandText';
 import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
@@ -162,13 +162,13 @@ describe('status bar when the server is not there, or the backend never prepared
     assert.equal(view.error, true);
   });
 
-  it('prepares at start a backend that launches nothing, never a model service or a stopped one', () => {
-    assert.equal(preparesAtStart({ state: 'idle', backend: 'mock', model: null }), true);
-    assert.equal(preparesAtStart({ state: 'idle', backend: 'compatible', model: 'm' }), true);
-    assert.equal(preparesAtStart({ state: 'idle', backend: 'finetune', model: 'm' }), false);
-    assert.equal(preparesAtStart({ state: 'idle', backend: 'vllm', model: 'm' }), false);
-    assert.equal(preparesAtStart({ state: 'idle', backend: 'mock', model: null, message: 'stopped' }), false);
-    assert.equal(preparesAtStart({ state: 'ready', backend: 'mock', model: null }), false);
+  it('prepares a backend that launches nothing, never a model service or a stopped one', () => {
+    assert.equal(shouldPrepare({ state: 'idle', backend: 'mock', model: null }), true);
+    assert.equal(shouldPrepare({ state: 'idle', backend: 'compatible', model: 'm' }), true);
+    assert.equal(shouldPrepare({ state: 'idle', backend: 'finetune', model: 'm' }), false);
+    assert.equal(shouldPrepare({ state: 'idle', backend: 'vllm', model: 'm' }), false);
+    assert.equal(shouldPrepare({ state: 'idle', backend: 'mock', model: null, message: 'stopped' }), false);
+    assert.equal(shouldPrepare({ state: 'ready', backend: 'mock', model: null }), false);
   });
 });
 
