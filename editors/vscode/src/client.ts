@@ -98,7 +98,15 @@ class SageSession {
 
   async start(): Promise<void> {
     try {
-      await this.client.start();
+      // A process that exits before `initialize` is answered ends the start at once: the client
+      // library does not always settle its start then (it may wait for an answer forever).
+      const exitedFirst = this.exited.then(() => Promise.reject(new Error(this.end)));
+      await Promise.race([this.client.start(), exitedFirst]);
+      if (!this.client.isRunning()) {
+        // The library's start resolves (instead of rejecting) when the connection closed
+        // while `initialize` was pending and its close handler ran first.
+        throw new Error('the server closed the connection before answering initialize');
+      }
       this.running = true;
     } catch (error) {
       // The connection may close before the process's exit is known: wait for it a moment.
