@@ -120,6 +120,11 @@ class SagePaths:
         return self.home / "chat_history"
 
     @property
+    def chats_dir(self) -> Path:
+        """The editors' conversations, kept so that a new server process goes on with them."""
+        return self.home / "chats"
+
+    @property
     def logs_dir(self) -> Path:
         """Logs written by sage-lsp itself."""
         return self.home / "logs"
