@@ -1,10 +1,11 @@
 """Settings: defaults < config file (``$SAGE_HOME/config.toml``) < environment < explicit values.
 
-Every setting has one python name (snake_case, also its key in the config file), one protocol name
-(camelCase, used by ``initializationOptions`` and ``workspace/didChangeConfiguration``), a parser
-that checks its value, and the environment variables that may set it. A bad value raises
-:class:`SettingsError`, which names the setting, the value and where it came from.
-docs/configuration.md lists every setting.
+Every setting is declared once, on its dataclass field (:func:`setting`): the field's name is its
+python name (snake_case, also its key in the config file), from which its protocol name is derived
+(camelCase, used by ``initializationOptions`` and ``workspace/didChangeConfiguration``); the
+declaration gives the parser that checks its value and the environment variables that may set it.
+A bad value raises :class:`SettingsError`, which names the setting, the value and where it came
+from. docs/configuration.md lists every setting.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from sage_lsp.core.errors import InvalidInput
 from sage_lsp.paths import SAGE_HOME_ENV, SagePaths
 
 if sys.version_info >= (3, 11):
@@ -40,78 +42,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(InvalidInput, ValueError):
     """A setting has a bad value; the message names the setting, the value and its source."""
-
-
-@dataclass(frozen=True)
-class VllmSettings:
-    """How the ``finetune`` backend runs vLLM (the ``[vllm]`` table, the protocol's ``vllm``)."""
-
-    python: str | None = None
-    """The Python that runs vLLM; ``None`` means the interpreter running sage-lsp."""
-    extra_args: tuple[str, ...] = ()
-    """Extra command-line arguments for the vLLM server."""
-    startup_timeout_seconds: float = 900.0
-    """How long a launched server may take to serve the model."""
-    tensor_parallel_size: int = 1
-    """GPUs one model is split over (``--tensor-parallel-size``)."""
-    serve_adapter: bool = False
-    """Serve the base model with the LoRA adapter instead of merging it."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a chat session needs to know, resolved from all sources."""
-
-    sage_home: Path = field(default_factory=lambda: Path.home() / ".sage")
-    """Root of sage-lsp's files (``SAGE_HOME``)."""
-    backend: str = "mock"
-    """Which backend answers: one of :data:`BACKENDS`."""
-    model: str | None = None
-    """Model name sent to the backend; ``None`` asks the server (or uses the backend default)."""
-    base_url: str | None = None
-    """OpenAI-compatible endpoint, ending in ``/v1``; ``None`` uses the backend default."""
-    api_key: str | None = None
-    """API key for the backend."""
-    finetune_model: str = "sage_code_expert"
-    """Name of the finetuned model under ``$SAGE_HOME/finetune_output/``."""
-    finetune_port: int = 8000
-    """Port the finetuned model's vLLM server should use."""
-    index: str | None = DEFAULT_INDEX
-    """Retrieval index name, or ``None`` for no retrieval."""
-    top_k: int = 4
-    """How many retrieved passages go into the prompt (1..20)."""
-    ingest_max_file_mb: float = 10.0
-    """Ingest skips (without reading) files larger than this many MiB, with a warning."""
-    keep_alive_seconds: float = 0.0
-    """How long a launched service outlives its last editor session."""
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    """System prompt that starts every conversation."""
-    history_tokens: int = 6000
-    """Budget (estimated tokens) of the history sent to the model; oldest turns go first."""
-    max_tokens: int | None = None
-    """Largest answer the model may give, or ``None`` for the server's default."""
-    request_timeout_seconds: float = 600.0
-    """How long to wait for the model to answer (per read of the stream)."""
-    merge_python: str | None = None
-    """The Python that merges LoRA adapters; ``None`` means ``vllm.python``."""
-    embeddings: str = "none"
-    """Dense retrieval: ``none``, ``endpoint`` (OpenAI-compatible /v1/embeddings) or ``local``
-    (an installed sentence-transformers model)."""
-    embedding_model: str | None = None
-    """The embedding model's name (endpoint) or folder/cached name (local)."""
-    embedding_base_url: str | None = None
-    """The embeddings endpoint; ``None`` means ``base_url``."""
-    log_level: str = "warning"
-    """Lowest level of the language server's log lines also sent to the editor."""
-    vllm: VllmSettings = field(default_factory=VllmSettings)
-    """How vLLM is run for the ``finetune`` backend."""
-
-    @property
-    def paths(self) -> SagePaths:
-        """The files and folders under :attr:`sage_home`."""
-        return SagePaths(self.sage_home)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,18 +173,32 @@ def _path(raw: object) -> Path:
     return Path(_text(raw)).expanduser()
 
 
+def _camel(name: str) -> str:
+    """``top_k`` -> ``topK``."""
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
-    """One setting: its names in each source, its parser and its environment variables."""
+    """One setting: its names in each source, its parser and its environment variables.
+
+    Declared on its dataclass field (:func:`declare`); :data:`SPECS` collects them."""
 
     name: str
     """Python name and config-file key; ``vllm.python`` for a key of the ``[vllm]`` table."""
-    protocol_name: str
-    """camelCase name used by the editor protocol (``vllm.extraArgs`` inside ``vllm``)."""
     parse: Callable[[object], Any]
     """Turns a raw value into the typed value or raises ValueError with the reason."""
     env: tuple[str, ...] = ()
     """Environment variables that set it, the first one set wins."""
+    program: bool = False
+    """It names a program to run or where files are: never taken from one request."""
+
+    @property
+    def protocol_name(self) -> str:
+        """camelCase name used by the editor protocol (``vllm.extraArgs`` inside ``vllm``),
+        derived from :attr:`name`."""
+        return ".".join(_camel(part) for part in self.name.split("."))
 
     @property
     def flag(self) -> str:
@@ -260,45 +206,119 @@ class SettingSpec:
         return "--" + self.name.replace("_", "-")
 
 
-SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("sage_home", "sageHome", _path, (SAGE_HOME_ENV,)),
-    SettingSpec("backend", "backend", _choice(BACKENDS), ("SAGE_DEBUG_BACKEND",)),
-    SettingSpec("model", "model", _optional_text, ("SAGE_MODEL",)),
-    SettingSpec("base_url", "baseUrl", _url, ("SAGE_BASE_URL",)),
-    SettingSpec(
-        "api_key", "apiKey", _optional_text, ("SAGE_CHAT_API_KEY", "TEMP_GENERATOR_API_KEY")
-    ),
-    SettingSpec("finetune_model", "finetuneModel", model_name, ("SAGE_DEBUG_FINETUNE_MODEL",)),
-    SettingSpec("finetune_port", "finetunePort", _int_range(1, 65535), ("SAGE_FINETUNE_PORT",)),
-    SettingSpec("index", "index", _optional_index, ("SAGE_INDEX",)),
-    SettingSpec("top_k", "topK", _int_range(1, 20), ("SAGE_TOP_K",)),
-    SettingSpec("ingest_max_file_mb", "ingestMaxFileMb", _positive, ("SAGE_INGEST_MAX_FILE_MB",)),
-    SettingSpec(
-        "keep_alive_seconds", "keepAliveSeconds", _non_negative, ("SAGE_KEEP_ALIVE_SECONDS",)
-    ),
-    SettingSpec("system_prompt", "systemPrompt", _text, ("SAGE_SYSTEM_PROMPT",)),
-    SettingSpec("history_tokens", "historyTokens", _int_range(256, 10_000_000)),
-    SettingSpec("max_tokens", "maxTokens", _optional_positive_int, ("SAGE_MAX_TOKENS",)),
-    SettingSpec(
-        "request_timeout_seconds",
-        "requestTimeoutSeconds",
-        _positive,
-        ("SAGE_REQUEST_TIMEOUT_SECONDS",),
-    ),
-    SettingSpec("merge_python", "mergePython", _optional_text, ("SAGE_MERGE_PYTHON",)),
-    SettingSpec(
-        "embeddings", "embeddings", _choice(("none", "endpoint", "local")), ("SAGE_EMBEDDINGS",)
-    ),
-    SettingSpec("embedding_model", "embeddingModel", _optional_text, ("SAGE_EMBEDDING_MODEL",)),
-    SettingSpec("embedding_base_url", "embeddingBaseUrl", _url, ("SAGE_EMBEDDING_BASE_URL",)),
-    SettingSpec("log_level", "logLevel", _choice(LOG_LEVELS), ("SAGE_LOG_LEVEL",)),
-    SettingSpec("vllm.python", "vllm.python", _optional_text, ("SAGE_VLLM_PYTHON",)),
-    SettingSpec("vllm.extra_args", "vllm.extraArgs", _arguments, ("SAGE_VLLM_ARGS",)),
-    SettingSpec("vllm.startup_timeout_seconds", "vllm.startupTimeoutSeconds", _positive),
-    SettingSpec("vllm.tensor_parallel_size", "vllm.tensorParallelSize", _int_range(1, 1024)),
-    SettingSpec("vllm.serve_adapter", "vllm.serveAdapter", _boolean),
-)
-"""Every setting, in the order docs/configuration.md lists them."""
+_SPEC = "sage_lsp.setting"
+"""The field metadata key of a setting's declaration."""
+_TABLE = "sage_lsp.table"
+"""The field metadata key of a table of settings (its dataclass)."""
+
+
+def declare(parse: Callable[[object], Any], *env: str, program: bool = False) -> dict[str, Any]:
+    """Field metadata declaring a setting: its parser, the environment variables that set it
+    (the first one set wins) and whether it names a program or a path (see
+    :func:`apply_override`). Its names come from the field's."""
+    return {_SPEC: SettingSpec("", parse, env, program)}
+
+
+_T = TypeVar("_T")
+
+
+def setting(default: _T, parse: Callable[[object], object], *env: str, program: bool = False) -> _T:
+    """A settings field: its ``default`` and its declaration (:func:`declare`)."""
+    return field(default=default, metadata=declare(parse, *env, program=program))
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """How the ``finetune`` backend runs vLLM (the ``[vllm]`` table, the protocol's ``vllm``)."""
+
+    python: str | None = setting(None, _optional_text, "SAGE_VLLM_PYTHON", program=True)
+    """The Python that runs vLLM; ``None`` means the interpreter running sage-lsp."""
+    extra_args: tuple[str, ...] = setting((), _arguments, "SAGE_VLLM_ARGS", program=True)
+    """Extra command-line arguments for the vLLM server."""
+    startup_timeout_seconds: float = setting(900.0, _positive)
+    """How long a launched server may take to serve the model."""
+    tensor_parallel_size: int = setting(1, _int_range(1, 1024))
+    """GPUs one model is split over (``--tensor-parallel-size``)."""
+    serve_adapter: bool = setting(False, _boolean)
+    """Serve the base model with the LoRA adapter instead of merging it."""
+
+
+def _default_home() -> Path:
+    return Path.home() / ".sage"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a chat session needs to know, resolved from all sources.
+
+    Each field declares its setting (:func:`setting`); docs/configuration.md lists them."""
+
+    sage_home: Path = field(
+        default_factory=_default_home, metadata=declare(_path, SAGE_HOME_ENV, program=True)
+    )
+    """Root of sage-lsp's files (``SAGE_HOME``)."""
+    backend: str = setting("mock", _choice(BACKENDS), "SAGE_DEBUG_BACKEND")
+    """Which backend answers: one of :data:`BACKENDS`."""
+    model: str | None = setting(None, _optional_text, "SAGE_MODEL")
+    """Model name sent to the backend; ``None`` asks the server (or uses the backend default)."""
+    base_url: str | None = setting(None, _url, "SAGE_BASE_URL")
+    """OpenAI-compatible endpoint, ending in ``/v1``; ``None`` uses the backend default."""
+    api_key: str | None = setting(
+        None, _optional_text, "SAGE_CHAT_API_KEY", "TEMP_GENERATOR_API_KEY"
+    )
+    """API key for the backend."""
+    finetune_model: str = setting("sage_code_expert", model_name, "SAGE_DEBUG_FINETUNE_MODEL")
+    """Name of the finetuned model under ``$SAGE_HOME/finetune_output/``."""
+    finetune_port: int = setting(8000, _int_range(1, 65535), "SAGE_FINETUNE_PORT")
+    """Port the finetuned model's vLLM server should use."""
+    index: str | None = setting(DEFAULT_INDEX, _optional_index, "SAGE_INDEX")
+    """Retrieval index name, or ``None`` for no retrieval."""
+    top_k: int = setting(4, _int_range(1, 20), "SAGE_TOP_K")
+    """How many retrieved passages go into the prompt (1..20)."""
+    ingest_max_file_mb: float = setting(10.0, _positive, "SAGE_INGEST_MAX_FILE_MB")
+    """Ingest skips (without reading) files larger than this many MiB, with a warning."""
+    keep_alive_seconds: float = setting(0.0, _non_negative, "SAGE_KEEP_ALIVE_SECONDS")
+    """How long a launched service outlives its last editor session."""
+    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, _text, "SAGE_SYSTEM_PROMPT")
+    """System prompt that starts every conversation."""
+    history_tokens: int = setting(6000, _int_range(256, 10_000_000))
+    """Budget (estimated tokens) of the history sent to the model; oldest turns go first."""
+    max_tokens: int | None = setting(None, _optional_positive_int, "SAGE_MAX_TOKENS")
+    """Largest answer the model may give, or ``None`` for the server's default."""
+    request_timeout_seconds: float = setting(600.0, _positive, "SAGE_REQUEST_TIMEOUT_SECONDS")
+    """How long to wait for the model to answer (per read of the stream)."""
+    merge_python: str | None = setting(None, _optional_text, "SAGE_MERGE_PYTHON", program=True)
+    """The Python that merges LoRA adapters; ``None`` means ``vllm.python``."""
+    embeddings: str = setting("none", _choice(("none", "endpoint", "local")), "SAGE_EMBEDDINGS")
+    """Dense retrieval: ``none``, ``endpoint`` (OpenAI-compatible /v1/embeddings) or ``local``
+    (an installed sentence-transformers model)."""
+    embedding_model: str | None = setting(None, _optional_text, "SAGE_EMBEDDING_MODEL")
+    """The embedding model's name (endpoint) or folder/cached name (local)."""
+    embedding_base_url: str | None = setting(None, _url, "SAGE_EMBEDDING_BASE_URL")
+    """The embeddings endpoint; ``None`` means ``base_url``."""
+    log_level: str = setting("warning", _choice(LOG_LEVELS), "SAGE_LOG_LEVEL")
+    """Lowest level of the language server's log lines also sent to the editor."""
+    vllm: VllmSettings = field(default_factory=VllmSettings, metadata={_TABLE: VllmSettings})
+    """How vLLM is run for the ``finetune`` backend."""
+
+    @property
+    def paths(self) -> SagePaths:
+        """The files and folders under :attr:`sage_home`."""
+        return SagePaths(self.sage_home)
+
+
+def _declared(cls: type, prefix: str = "") -> Iterator[SettingSpec]:
+    """The settings declared on the fields of dataclass ``cls``, tables' keys as
+    ``table.key``."""
+    for item in fields(cls):
+        if _TABLE in item.metadata:
+            yield from _declared(item.metadata[_TABLE], f"{prefix}{item.name}.")
+        else:
+            yield replace(item.metadata[_SPEC], name=prefix + item.name)
+
+
+SPECS: tuple[SettingSpec, ...] = tuple(_declared(Settings))
+"""Every setting, in the order of its declaration."""
 
 _BY_NAME = {spec.name: spec for spec in SPECS}
 _BY_PROTOCOL_NAME = {spec.protocol_name: spec for spec in SPECS}
@@ -373,19 +393,16 @@ def apply(base: Settings, raw: Mapping[str, object], source: str, *, strict: boo
     return _assign(base, parsed)
 
 
-PROGRAM_SETTINGS = frozenset({"sage_home", "merge_python", "vllm.python", "vllm.extra_args"})
-"""Settings that name programs to run or where files are: never taken from one request."""
-
-
 def apply_override(base: Settings, raw: Mapping[str, object], source: str) -> Settings:
     """``base`` with a per-request override applied (unknown keys ignored).
 
-    Raises :class:`SettingsError` naming the key for a setting of :data:`PROGRAM_SETTINGS`:
-    those come only from the config file, the environment, flags and the editor's settings.
+    Raises :class:`SettingsError` naming the key for a setting that names a program or a path
+    (declared ``program``): those come only from the config file, the environment, flags and
+    the editor's settings.
     """
     for key in flatten(raw):
         spec = spec_for(key)
-        if spec is not None and spec.name in PROGRAM_SETTINGS:
+        if spec is not None and spec.program:
             raise SettingsError(
                 f"{key} cannot be set per request (from {source}): it names a program or a "
                 "path; set it in the editor's settings or in config.toml"
@@ -493,5 +510,4 @@ def load_settings(
 
 def setting_names() -> list[str]:
     """Python names of every setting (for documentation and tests)."""
-    names = [f.name for f in fields(Settings) if f.name != "vllm"]
-    return names + [f"vllm.{f.name}" for f in fields(VllmSettings)]
+    return [spec.name for spec in SPECS]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from sage_lsp.config import SettingsError, load_settings, setting_names
+from sage_lsp.config import (
+    SPECS,
+    Settings,
+    SettingsError,
+    apply_override,
+    load_settings,
+    setting_names,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,3 +152,37 @@ def test_every_setting_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [name for name in setting_names() if f"`{name}`" not in doc]
     assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_every_setting_is_documented_with_its_protocol_name_and_variables() -> None:
+    rows = {
+        cells[0]: cells
+        for line in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    for spec in SPECS:
+        protocol_name, env = rows[f"`{spec.name}`"][1:3]
+        assert protocol_name == f"`{spec.protocol_name}`", spec.name
+        assert tuple(re.findall(r"`([A-Z_]+)`", env)) == spec.env, spec.name
+
+
+@pytest.mark.parametrize(
+    ("name", "protocol_name"),
+    [
+        ("top_k", "topK"),
+        ("ingest_max_file_mb", "ingestMaxFileMb"),
+        ("embedding_base_url", "embeddingBaseUrl"),
+        ("vllm.extra_args", "vllm.extraArgs"),
+        ("vllm.python", "vllm.python"),
+    ],
+)
+def test_protocol_names_are_camel_case_of_the_field_names(name: str, protocol_name: str) -> None:
+    assert {spec.name: spec.protocol_name for spec in SPECS}[name] == protocol_name
+
+
+@pytest.mark.parametrize("key", ["sageHome", "merge_python", "mergePython", "vllm.python"])
+def test_settings_naming_programs_or_paths_are_refused_per_request(key: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{re.escape(key)} cannot be set per request"):
+        apply_override(Settings(), {key: "/tmp/x"}, "sage/chat")
+    assert apply_override(Settings(), {"topK": 3}, "sage/chat").top_k == 3
