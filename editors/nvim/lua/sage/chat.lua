@@ -1,6 +1,7 @@
 --- The chat: a transcript buffer that streams answers and an input buffer below it.
 local client = require('sage.client')
 local config = require('sage.config')
+local methods = require('sage.methods')
 
 local M = {}
 
@@ -275,7 +276,7 @@ function M.send(message)
       return
     end
     running.client = c
-    running.request_id = client.request(c, 'sage/chat', params, function(err, result)
+    running.request_id = client.request(c, methods.chat, params, function(err, result)
       if state.running ~= running then
         return
       end

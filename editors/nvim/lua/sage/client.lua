@@ -1,6 +1,7 @@
 --- The sage-lsp client: its configuration, starting it once, requests, and a clean stop when
 --- Neovim exits.
 local config = require('sage.config')
+local methods = require('sage.methods')
 
 local M = {}
 
@@ -107,10 +108,10 @@ function M.lsp_config(opts)
     init_options = settings,
     settings = { sage = settings },
     handlers = {
-      ['sage/chatChunk'] = function(_, params)
+      [methods.chat_chunk] = function(_, params)
         require('sage.chat').on_chunk(params)
       end,
-      ['sage/status/didChange'] = function(_, params)
+      [methods.status_did_change] = function(_, params)
         require('sage.status').update(params)
       end,
     },

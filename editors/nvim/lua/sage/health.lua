@@ -1,5 +1,6 @@
 --- `:checkhealth sage`.
 local client = require('sage.client')
+local methods = require('sage.methods')
 local status = require('sage.status')
 
 local M = {}
@@ -91,9 +92,9 @@ local function check_backend()
     vim.health.info('no sage server is running in this Neovim: :SageChat or :SageStart starts one')
     return
   end
-  local result = client.request_sync(running, 'sage/backend/status', nil, 5000)
+  local result = client.request_sync(running, methods.backend_status, nil, 5000)
   if not result then
-    vim.health.warn('the running server did not answer sage/backend/status')
+    vim.health.warn('the running server did not answer ' .. methods.backend_status)
     return
   end
   local text = status.describe(status.update(result)):gsub('\n', '; ')

@@ -1,5 +1,6 @@
 --- `:SagePipeline`: asks the server for a pipeline plan and writes it under `pipelines/`.
 local client = require('sage.client')
+local methods = require('sage.methods')
 
 local M = {}
 
@@ -53,7 +54,7 @@ function M.build(description)
   local path = free_path(name)
   local params = { description = description, name = name, targetUri = vim.uri_from_fname(path) }
   vim.notify('sage: designing the pipeline…', vim.log.levels.INFO)
-  client.call('sage/buildPipeline', params, function(result, c)
+  client.call(methods.build_pipeline, params, function(result, c)
     -- The edit's create (ignoreIfExists false) makes the folder and the file.
     vim.lsp.util.apply_workspace_edit(result.edit, c.offset_encoding)
     vim.cmd.edit(vim.fn.fnameescape(path))
