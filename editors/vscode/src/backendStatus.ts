@@ -1,6 +1,13 @@
 /** How the backend's state reads in the status bar. */
 import type { BackendState, StatusChange } from './protocol';
 
+/**
+ * What the status bar shows: the server's state, or a phase its message tells (the server
+ * reports a merge as `starting` with a message that begins with "merging", and Stop Model as
+ * `idle` with the message "stopped").
+ */
+type Phase = BackendState | 'merging' | 'stopped';
+
 /** The status bar's text, tooltip and whether it shows an error. */
 export interface StatusView {
   text: string;
@@ -8,7 +15,7 @@ export interface StatusView {
   error: boolean;
 }
 
-const ICONS: Record<BackendState, string> = {
+const ICONS: Record<Phase, string> = {
   idle: '$(circle-outline)',
   merging: '$(sync~spin)',
   starting: '$(sync~spin)',
@@ -17,11 +24,8 @@ const ICONS: Record<BackendState, string> = {
   stopped: '$(debug-stop)',
 };
 
-/**
- * The phase to show: the server reports a merge as `starting` with a message that begins with
- * "merging", and a stop as `idle` with the message "stopped".
- */
-function displayedState(status: StatusChange): BackendState {
+/** The phase to show for `status`. */
+function phaseOf(status: StatusChange): Phase {
   if (status.state === 'starting' && /^merging/i.test(status.message ?? '')) {
     return 'merging';
   }
@@ -36,7 +40,7 @@ export function describeStatus(status: StatusChange | undefined): StatusView {
   if (!status) {
     return { text: '$(comment-discussion) Sage', tooltip: 'Sage: connecting to the language server…', error: false };
   }
-  const state = displayedState(status);
+  const state = phaseOf(status);
   const name = status.model ?? status.backend;
   const heading = `Sage (${status.backend}${status.model ? `, ${status.model}` : ''}): ${state}`;
   return {

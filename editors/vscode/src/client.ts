@@ -29,6 +29,7 @@ import {
 import type { Disposable, SageConnection } from './connection';
 import { errorLine } from './errors';
 import type { SageCapabilities } from './protocol';
+import { pipelineSelector } from './pipelineSelector';
 import { ServerLifecycle, StartSuperseded, requestArguments } from './serverLifecycle';
 import { exitDescription, StderrTail } from './serverProcess';
 import { splitCommand } from './shellWords';
@@ -321,10 +322,7 @@ export class SageClient implements SageConnection, vscode.Disposable {
         });
       });
     const clientOptions: LanguageClientOptions = {
-      documentSelector: [
-        { scheme: 'file', pattern: '**/*.sage.yaml' },
-        { scheme: 'file', language: 'yaml', pattern: '**/pipelines/**' },
-      ],
+      documentSelector: pipelineSelector(),
       // No initializationOptions: the server pulls the section after `initialized`, and what it
       // pulls or is pushed replaces (not patches) the editor's settings.
       outputChannel: this.output,

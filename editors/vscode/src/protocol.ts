@@ -1,6 +1,11 @@
 /**
  * Editor protocol v1 as the extension uses it: method names, payloads and error codes
  * (see docs/protocol.md). Nothing here depends on VS Code, so tests run it in plain Node.
+ *
+ * tests/editors/test_protocol_contract.py compares this file with sage_lsp/protocol.py: an
+ * interface is named as its payload class there and lists every field the wire carries. It
+ * holds declarations only (imports, `export const ... as const`, `export type`, `export
+ * interface`), the subset that test parses.
  */
 import type { WorkspaceEdit } from 'vscode-languageclient';
 
@@ -12,6 +17,7 @@ export const Methods = {
   backendStatus: 'sage/backend/status',
   backendStart: 'sage/backend/start',
   backendStop: 'sage/backend/stop',
+  models: 'sage/models',
   services: 'sage/services',
   buildPipeline: 'sage/buildPipeline',
   chatChunk: 'sage/chatChunk',
@@ -27,12 +33,20 @@ export const ErrorCodes = {
   pipelineFailed: -32004,
 } as const;
 
+/** The files the server treats as pipeline plans: these suffixes anywhere, YAML under the folder. */
+export const PipelineFiles = {
+  suffixes: ['.sage.yaml', '.sage.yml'],
+  folder: 'pipelines',
+} as const;
+
 /** Params of `sage/chat`. */
 export interface ChatParams {
   message: string;
   chatId?: string;
   index?: string | null;
   topK?: number;
+  /** Settings that override the session's for this turn only (e.g. another finetuned model). */
+  backend?: Record<string, unknown>;
   stream?: boolean;
 }
 
@@ -55,24 +69,58 @@ export interface Source {
   uri?: string;
 }
 
+/** How long a turn took. */
+export interface Timings {
+  ttftMs: number;
+  totalMs: number;
+  tokensPerSecond: number;
+}
+
+/** Token counts, when the model server reports them. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** What was left out of the prompt to fit the model's context. */
+export interface Trimmed {
+  note: string;
+  turns: number;
+  passages: Source[];
+  cutChars: number;
+  contextTokens: number;
+  reservedTokens: number;
+  promptTokens: number;
+}
+
 /** Result of `sage/chat`. */
 export interface ChatResult {
   chatId: string;
   turn: number;
   text: string;
   finishReason: 'stop' | 'length';
+  timings: Timings;
   sources: Source[];
-  timings: { ttftMs: number; totalMs: number; tokensPerSecond: number };
-  usage?: { promptTokens: number; completionTokens: number };
+  usage?: Usage;
+  trimmed?: Trimmed;
+}
+
+/** One message of a conversation. */
+export interface HistoryMessage {
+  role: 'user' | 'assistant';
+  content: string;
 }
 
 /** Result of `sage/chat/history`. */
 export interface HistoryResult {
-  messages: { role: 'user' | 'assistant'; content: string }[];
+  messages: HistoryMessage[];
 }
 
-/** Backend states; the server sends idle/starting/ready/error, the contract also names the rest. */
-export type BackendState = 'idle' | 'merging' | 'starting' | 'ready' | 'error' | 'stopped';
+/**
+ * Backend states. A merge is `starting` with a message that begins with "merging"; Stop Model
+ * gives `idle` with the message "stopped".
+ */
+export type BackendState = 'idle' | 'starting' | 'ready' | 'error';
 
 /** Params of the `sage/status/didChange` notification. */
 export interface StatusChange {
@@ -82,24 +130,43 @@ export interface StatusChange {
   message?: string;
 }
 
-/** A live model service (an entry of `sage/services`, or `service` of the backend status). */
-export interface ServiceInfo {
+/** A model service of the registry: the one a managed backend holds (`service` of the backend status). */
+export interface HeldService {
   name: string;
   servedModelName: string;
   port: number;
   pid: number | null;
-  state: string;
   owned: boolean;
   holders: number;
   logPath: string;
   startedAt: number;
 }
 
+/** A live model service: an entry of `sage/services`, with its state. */
+export interface ServiceInfo extends HeldService {
+  /** `starting`, `ready`, `failed` or `stopping`. */
+  state: string;
+}
+
 /** Result of `sage/backend/status`, `/start` and `/stop`. */
 export interface BackendStatus extends StatusChange {
   endpoint?: string;
-  service?: ServiceInfo;
-  metrics?: { turns?: number; lastTtftMs?: number; lastTokensPerSecond?: number };
+  service?: HeldService;
+  /** Counters: `turns`, `lastTtftMs`, `lastTokensPerSecond`. */
+  metrics?: Record<string, number>;
+}
+
+/** A finetuned model of the store: an entry of `sage/models`. */
+export interface ModelInfo {
+  name: string;
+  baseModel: string | null;
+  state: 'merged' | 'adapter' | 'checkpoints';
+  path: string;
+}
+
+/** Result of `sage/models`. */
+export interface ModelsResult {
+  models: ModelInfo[];
 }
 
 /** Result of `sage/services`. */

@@ -6,6 +6,7 @@ import { describeServerDown, describeStatus, shouldPrepare } from '../src/backen
 import { pipelineFileName, questionAboutCode } from '../src/commandText';
 import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
+import { pipelineSelector } from '../src/pipelineSelector';
 import { splitCommand } from '../src/shellWords';
 import manifest from '../package.json';
 import { sagePython } from './support/paths';
@@ -181,6 +182,16 @@ describe('command texts', () => {
   it('names a pipeline file after its description', () => {
     assert.equal(pipelineFileName('Answer questions about our docs, with retrieval!'), 'answer-questions-about-our-docs.sage.yaml');
     assert.equal(pipelineFileName('???'), 'pipeline.sage.yaml');
+  });
+});
+
+describe('pipeline files', () => {
+  it('hands the server every file it treats as a pipeline: *.sage.yaml, *.sage.yml, YAML under pipelines/', () => {
+    assert.deepEqual(pipelineSelector(), [
+      { scheme: 'file', pattern: '**/*.sage.yaml' },
+      { scheme: 'file', pattern: '**/*.sage.yml' },
+      { scheme: 'file', language: 'yaml', pattern: '**/pipelines/**' },
+    ]);
   });
 });
 

@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import manifest from '../package.json';
-import type { BackendStatus } from '../src/protocol';
+import type { BackendStatus, ModelInfo } from '../src/protocol';
 import { nativeChatFeatures, Role, type HistoryTurn, type RequestMessage } from '../src/nativeChat/chatApi';
 import { countTokens, estimateTokens, foldMessages, plainMessages } from '../src/nativeChat/messages';
-import { ACTIVE_MODEL_ID, backendOverride, finetuneModelId, modelList, VENDOR, type StoreModel } from '../src/nativeChat/models';
+import { ACTIVE_MODEL_ID, backendOverride, finetuneModelId, modelList, VENDOR } from '../src/nativeChat/models';
 import {
   chatIdFromHistory,
   explainQuestion,
@@ -42,7 +42,7 @@ describe('native chat feature detection', () => {
 });
 
 describe('the sage models in the picker', () => {
-  const store: StoreModel[] = [
+  const store: ModelInfo[] = [
     { name: 'sage_code_expert', baseModel: 'Qwen/Qwen2.5-0.5B', state: 'merged', path: '/h/finetune_output/sage_code_expert' },
     { name: 'docs_helper', baseModel: null, state: 'adapter', path: '/h/finetune_output/docs_helper' },
   ];

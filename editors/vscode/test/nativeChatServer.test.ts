@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { errorLine } from '../src/errors';
-import { ErrorCodes, Methods, type BackendStatus, type HistoryResult } from '../src/protocol';
+import { ErrorCodes, Methods, type BackendStatus, type HistoryResult, type ModelsResult } from '../src/protocol';
 import { Role } from '../src/nativeChat/chatApi';
 import { foldMessages, plainMessages } from '../src/nativeChat/messages';
-import { backendOverride, finetuneModelId, modelList, type ModelsResult } from '../src/nativeChat/models';
+import { backendOverride, finetuneModelId, modelList } from '../src/nativeChat/models';
 import { sendLinked, streamChat } from '../src/nativeChat/stream';
 import { startOpenAIServer, type OpenAIServer } from './support/openaiServer';
 import { waitFor } from './support/processes';
@@ -33,7 +33,7 @@ describe('native chat with sage lsp', () => {
 
   it('lists the active backend\'s model from the server\'s status and its (empty) store', async () => {
     const status = await sendLinked<BackendStatus>(server.connection, Methods.backendStatus, {});
-    const { models } = await sendLinked<ModelsResult>(server.connection, 'sage/models', {});
+    const { models } = await sendLinked<ModelsResult>(server.connection, Methods.models, {});
     assert.deepEqual(modelList(status, models).map((m) => m.name), ['Sage (mock)']);
   });
 

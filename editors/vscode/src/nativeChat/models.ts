@@ -2,7 +2,7 @@
  * The `sage` vendor's models for VS Code's model picker: the active backend's model and the
  * finetuned models of the store, and the per-turn backend override a store model needs.
  */
-import type { BackendStatus } from '../protocol';
+import type { BackendStatus, ModelInfo } from '../protocol';
 import type { ModelInformation } from './chatApi';
 
 /** The vendor the provider registers (package.json `languageModelChatProviders`). */
@@ -16,19 +16,6 @@ const FINETUNE_PREFIX = 'sage-finetune:';
 /** Token limits VS Code budgets its prompt with; the server trims history to `historyTokens` itself. */
 export const MAX_INPUT_TOKENS = 32768;
 export const MAX_OUTPUT_TOKENS = 4096;
-
-/** An entry of the `sage/models` result. */
-export interface StoreModel {
-  name: string;
-  baseModel: string | null;
-  state: 'merged' | 'adapter' | 'checkpoints';
-  path: string;
-}
-
-/** Result of `sage/models`. */
-export interface ModelsResult {
-  models: StoreModel[];
-}
 
 /** The picker id of the store's finetuned model `name`. */
 export function finetuneModelId(name: string): string {
@@ -45,7 +32,7 @@ function isActive(name: string, status: BackendStatus | undefined, activeFinetun
   return status?.backend === 'finetune' && (activeFinetune ?? status.model) === name;
 }
 
-const STATE_TEXT: Record<StoreModel['state'], string> = {
+const STATE_TEXT: Record<ModelInfo['state'], string> = {
   merged: 'merged',
   adapter: 'LoRA adapter',
   checkpoints: 'checkpoints only',
@@ -56,7 +43,7 @@ const STATE_TEXT: Record<StoreModel['state'], string> = {
  * each finetuned model of the store that it is not. `activeFinetune` is `sage.finetuneModel`.
  * Each advertises tool calling, which the picker requires in agent mode; the tools are ignored.
  */
-export function modelList(status: BackendStatus | undefined, store: readonly StoreModel[], activeFinetune?: string): ModelInformation[] {
+export function modelList(status: BackendStatus | undefined, store: readonly ModelInfo[], activeFinetune?: string): ModelInformation[] {
   const base = { maxInputTokens: MAX_INPUT_TOKENS, maxOutputTokens: MAX_OUTPUT_TOKENS, capabilities: { toolCalling: true, imageInput: false } };
   const models: ModelInformation[] = [];
   if (status) {

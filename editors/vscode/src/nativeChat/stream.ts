@@ -10,10 +10,9 @@ import { errorCode } from '../errors';
 import { ErrorCodes, Methods, type ChatChunk, type ChatParams, type ChatResult } from '../protocol';
 import type { Token } from './chatApi';
 
-/** `sage/chat` params with the per-turn backend override. */
+/** `sage/chat` params of a conversation the caller names. */
 export interface NativeChatParams extends ChatParams {
   chatId: string;
-  backend?: Record<string, unknown>;
 }
 
 /** A JSON-RPC token that `token` (VS Code's, if any) cancels; dispose the result when done. */
