@@ -4,7 +4,8 @@ The VS Code extension declares the protocol in ``editors/vscode/src/protocol.ts`
 names, error codes, payload interfaces and string unions are compared with the wire shape that
 protocol.py's dataclasses give (``to_wire``: camelCase keys; an optional field that is ``None``
 is left out, a required one is sent as ``null``). The Neovim plugin names its methods in
-``lua/sage/methods.lua``. Neither editor spells a ``sage/*`` method anywhere else.
+``lua/sage/methods.lua``. Neither editor spells a ``sage/*`` method anywhere else. The settings
+the extension sends are settings of the server.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from sage_lsp import protocol
+from sage_lsp.config import SPECS
 from sage_lsp.pipeline import document
 from tests.editors.ts_declarations import TsModule, TsSyntaxError, TsType, parse_module
 
@@ -245,3 +247,11 @@ def method_literals(root: Path, suffix: str, comment: str, *, skip: Path) -> lis
 def test_editors_name_methods_only_in_their_protocol_module() -> None:
     assert method_literals(NVIM, ".lua", "--", skip=METHODS_LUA) == []
     assert method_literals(VSCODE_SRC, ".ts", "//", skip=PROTOCOL_TS) == []
+
+
+def test_the_settings_the_extension_sends_are_the_servers() -> None:
+    text = (VSCODE_SRC / "userSettings.ts").read_text(encoding="utf-8")
+    declared = re.search(r"export const PROTOCOL_KEYS = \[(.*?)\] as const;", text, re.DOTALL)
+    assert declared, "userSettings.ts declares no PROTOCOL_KEYS"
+    keys = re.findall(r"'([\w.]+)'", declared[1])
+    assert keys and sorted(set(keys) - {spec.protocol_name for spec in SPECS}) == []
