@@ -3,9 +3,10 @@
 The VS Code extension declares the protocol in ``editors/vscode/src/protocol.ts``: its method
 names, error codes, payload interfaces and string unions are compared with the wire shape that
 protocol.py's dataclasses give (``to_wire``: camelCase keys; an optional field that is ``None``
-is left out, a required one is sent as ``null``). The Neovim plugin names its methods in
-``lua/sage/methods.lua``. Neither editor spells a ``sage/*`` method anywhere else. The settings
-the extension sends are settings of the server.
+is left out, a required one is sent as ``null``), and its ``Requests`` map with the params and
+result classes sage_lsp/server/routes.py routes each request with. The Neovim plugin names its
+methods in ``lua/sage/methods.lua``. Neither editor spells a ``sage/*`` method anywhere else.
+The settings the extension sends are settings of the server.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from sage_lsp import protocol
 from sage_lsp.config import SPECS
 from sage_lsp.pipeline import document
+from sage_lsp.server.routes import ROUTES
 from tests.editors.ts_declarations import TsModule, TsSyntaxError, TsType, parse_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,9 +53,10 @@ WIRE_NAMES: dict[str, str | int] = {
 }
 """protocol.py's method names and codes by their camelCase name (``CHAT_RESET`` -> chatReset)."""
 
-TS_ONLY_INTERFACES = {"SageCapabilities"}
+TS_ONLY_INTERFACES = {"SageCapabilities", "Requests"}
 """protocol.ts interfaces with no payload class: ``capabilities.experimental.sage`` of the
-initialize result, checked by :func:`test_capabilities_match`."""
+initialize result (:func:`test_capabilities_match`) and the map of requests to their params and
+result (:func:`test_requests_match_the_routes`)."""
 
 
 def python_atoms(kind: Any) -> frozenset[Atom]:
@@ -188,6 +191,17 @@ def test_pipeline_files_match_the_server(module: TsModule) -> None:
         "suffixes": list(document.PIPELINE_SUFFIXES),
         "folder": document.PIPELINE_FOLDER,
     }
+
+
+def test_requests_match_the_routes(module: TsModule) -> None:
+    routes = {route.method: (route.params.__name__, route.result.__name__) for route in ROUTES}
+    declared = {
+        f.name: tuple(item.name for item in f.type.items)
+        for f in module.interfaces["Requests"].fields
+        if f.type.kind == "tuple"
+    }
+    assert len(declared) == len(module.interfaces["Requests"].fields), "[params, result] each"
+    assert {method: routes.get(method) for method in declared} == declared
 
 
 def test_capabilities_match(module: TsModule) -> None:

@@ -2,9 +2,10 @@
 
 protocol.ts holds declarations only, so the subset is small: ``import`` lines, ``export const
 NAME = {key: value, ...} as const`` (string, number or string-array values), ``export type NAME
-= TYPE`` and ``export interface NAME [extends BASE] {field[?]: TYPE; ...}``. A type is a union
-(``|``) of ``string``, ``number``, ``boolean``, ``null``, a string literal, a name, ``Name<T,
-U>``, an object literal ``{...}``, ``(TYPE)``, each maybe followed by ``[]``. Anything else is a
+= TYPE`` and ``export interface NAME [extends BASE] {field[?]: TYPE; ...}`` (a field's name may
+be a string literal). A type is a union (``|``) of ``string``, ``number``, ``boolean``, ``null``,
+a string literal, a name, ``Name<T, U>``, an object literal ``{...}``, a tuple ``[T, U]``,
+``(TYPE)``, each maybe followed by ``[]``. Anything else is a
 :class:`TsSyntaxError` with its line, so a construct the contract test does not understand fails
 the test instead of being skipped.
 """
@@ -38,8 +39,8 @@ class Token:
 @dataclass(frozen=True)
 class TsType:
     """A type expression: ``kind`` is ``union`` (``items``), ``array`` (``items[0]``),
-    ``literal`` (``name`` holds the string), ``name`` (``name``, generic ``items``) or
-    ``object`` (``fields``)."""
+    ``literal`` (``name`` holds the string), ``name`` (``name``, generic ``items``), ``tuple``
+    (``items``) or ``object`` (``fields``)."""
 
     kind: str
     name: str = ""
@@ -197,7 +198,9 @@ class _Parser:
         fields: list[TsField] = []
         self.take("{")
         while not self.accept("}"):
-            name = self.take(kind="name").text
+            token = self.peek()
+            quoted = token is not None and token.kind == "string"
+            name = self.take(kind="string").text[1:-1] if quoted else self.take(kind="name").text
             optional = self.accept("?")
             self.take(":")
             fields.append(TsField(name, optional, self.type()))
@@ -233,6 +236,12 @@ class _Parser:
             return inner
         if token.text == "{" and token.kind == "punct":
             return TsType("object", fields=self.object_fields())
+        if self.accept("["):
+            items = [self.type()]
+            while self.accept(","):
+                items.append(self.type())
+            self.take("]")
+            return TsType("tuple", items=tuple(items))
         name = self.take(kind="name").text
         arguments: list[TsType] = []
         if self.accept("<"):

@@ -5,13 +5,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
-import type { Disposable, SageConnection } from './connection';
+import { request, type Disposable, type SageConnection } from './connection';
 import { errorCode, errorLine } from './errors';
 import type { PanelAction, PanelState } from './panelState';
 import { initialState, isBusy, reduce, stateFromHistory } from './panelState';
 import type { WebviewMessage } from './panelMessages';
 import { ErrorCodes, Methods } from './protocol';
-import type { ChatChunk, ChatParams, ChatResult, HistoryResult } from './protocol';
+import type { ChatChunk, ChatParams } from './protocol';
 
 /** What the panel's buttons do in the editor; VS Code provides it, tests stub it. */
 export interface EditorActions {
@@ -92,7 +92,7 @@ export class ChatController implements Disposable {
     let end: PanelAction;
     try {
       const params: ChatParams = { message: question, chatId };
-      const result = await this.connection.sendRequest<ChatResult>(Methods.chat, params, source.token);
+      const result = await request(this.connection, Methods.chat, params, source.token);
       end = { type: 'finished', result };
     } catch (error) {
       const cancelled = source.token.isCancellationRequested || errorCode(error) === ErrorCodes.requestCancelled;
@@ -118,7 +118,7 @@ export class ChatController implements Disposable {
     const old = this.state;
     this.dispatch({ type: 'newChat', chatId: this.newChatId() });
     if (old.turns.length > 0) {
-      await this.connection.sendRequest(Methods.chatReset, { chatId: old.chatId }).catch(() => undefined);
+      await request(this.connection, Methods.chatReset, { chatId: old.chatId }).catch(() => undefined);
     }
   }
 
@@ -130,7 +130,7 @@ export class ChatController implements Disposable {
   async resume(saved: PanelState): Promise<void> {
     let state = saved;
     try {
-      const { messages } = await this.connection.sendRequest<HistoryResult>(Methods.chatHistory, { chatId: saved.chatId });
+      const { messages } = await request(this.connection, Methods.chatHistory, { chatId: saved.chatId });
       if (messages.length > 0) {
         const fromServer = stateFromHistory(saved.chatId, messages);
         state = { ...fromServer, nextTurnId: Math.max(fromServer.nextTurnId, saved.nextTurnId) };

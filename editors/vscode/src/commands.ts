@@ -3,15 +3,13 @@ import * as vscode from 'vscode';
 import type { ChatPanel } from './chatPanel';
 import type { SageClient } from './client';
 import { pipelineFileName, questionAboutCode } from './commandText';
+import { request } from './connection';
 import { errorCode, errorLine } from './errors';
 import {
   ErrorCodes,
   Methods,
-  type BackendStatus,
   type BuildPipelineParams,
-  type BuildPipelineResult,
   type ServiceInfo,
-  type ServicesResult,
 } from './protocol';
 import { reportStartFailure } from './serverReports';
 import type { StatusBar } from './statusBar';
@@ -93,7 +91,7 @@ async function buildPipeline({ client }: CommandContext): Promise<void> {
       { location: vscode.ProgressLocation.Notification, title: 'Sage: building the pipeline…', cancellable: true },
       (_progress, token) => {
         const params: BuildPipelineParams = replacing ? { description } : { description, targetUri: target.toString() };
-        return client.sendRequest<BuildPipelineResult>(Methods.buildPipeline, params, token);
+        return request(client, Methods.buildPipeline, params, token);
       },
     );
     if (replacing) {
@@ -121,7 +119,7 @@ async function startModel({ client }: CommandContext): Promise<void> {
   try {
     const status = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'Sage: starting the model…', cancellable: true },
-      (_progress, token) => client.sendRequest<BackendStatus>(Methods.backendStart, {}, token),
+      (_progress, token) => request(client, Methods.backendStart, {}, token),
     );
     void vscode.window.showInformationMessage(`Sage: ${status.message ?? `${status.backend} ${status.state}`}`);
   } catch (error) {
@@ -131,7 +129,7 @@ async function startModel({ client }: CommandContext): Promise<void> {
 
 async function stopModel({ client }: CommandContext): Promise<void> {
   try {
-    const status = await client.sendRequest<BackendStatus>(Methods.backendStop, {});
+    const status = await request(client, Methods.backendStop, {});
     void vscode.window.showInformationMessage(`Sage: ${status.backend} backend stopped.`);
   } catch (error) {
     await showError(error);
@@ -156,7 +154,7 @@ async function pickService(services: ServiceInfo[], title: string): Promise<Serv
 
 async function listServices(client: SageClient): Promise<ServiceInfo[] | undefined> {
   try {
-    const { services } = await client.sendRequest<ServicesResult>(Methods.services, {});
+    const { services } = await request(client, Methods.services, {});
     if (services.length === 0) {
       void vscode.window.showInformationMessage('Sage: no model services are running.');
     }
@@ -176,7 +174,7 @@ async function showServices({ client }: CommandContext): Promise<void> {
 }
 
 async function openServiceLog({ client }: CommandContext): Promise<void> {
-  const status = await client.sendRequest<BackendStatus>(Methods.backendStatus, {}).catch(() => undefined);
+  const status = await request(client, Methods.backendStatus, {}).catch(() => undefined);
   if (status?.service?.logPath) {
     await openFile(status.service.logPath);
     return;

@@ -39,6 +39,10 @@ export const PipelineFiles = {
   folder: 'pipelines',
 } as const;
 
+/** `{}`: the params of the methods that take none, and the result of `sage/chat/reset`. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- protocol.py's Empty, a payload without fields
+export interface Empty {}
+
 /** Params of `sage/chat`. */
 export interface ChatParams {
   message: string;
@@ -48,6 +52,11 @@ export interface ChatParams {
   /** Settings that override the session's for this turn only (e.g. another finetuned model). */
   backend?: Record<string, unknown>;
   stream?: boolean;
+}
+
+/** Params of `sage/chat/reset` and `sage/chat/history`. */
+export interface ChatIdParams {
+  chatId: string;
 }
 
 /** Params of the `sage/chatChunk` notification. */
@@ -196,4 +205,17 @@ export interface BuildPipelineResult {
 export interface SageCapabilities {
   version: number;
   methods: string[];
+}
+
+/** The requests the extension sends: `[params, result]` by method, as sage_lsp/server/routes.py declares them. */
+export interface Requests {
+  'sage/chat': [ChatParams, ChatResult];
+  'sage/chat/reset': [ChatIdParams, Empty];
+  'sage/chat/history': [ChatIdParams, HistoryResult];
+  'sage/backend/status': [Empty, BackendStatus];
+  'sage/backend/start': [Empty, BackendStatus];
+  'sage/backend/stop': [Empty, BackendStatus];
+  'sage/models': [Empty, ModelsResult];
+  'sage/services': [Empty, ServicesResult];
+  'sage/buildPipeline': [BuildPipelineParams, BuildPipelineResult];
 }

@@ -2,8 +2,8 @@
 import * as vscode from 'vscode';
 import { describeServerDown, describeStatus, shouldPrepare } from './backendStatus';
 import type { SageClient } from './client';
-import type { Disposable } from './connection';
-import { Methods, type BackendStatus, type StatusChange } from './protocol';
+import { request, type Disposable } from './connection';
+import { Methods, type StatusChange } from './protocol';
 
 /** Shows the backend state and keeps the last one known. */
 export class StatusBar implements vscode.Disposable {
@@ -38,7 +38,7 @@ export class StatusBar implements vscode.Disposable {
    */
   private async refresh(client: SageClient): Promise<void> {
     this.show(undefined);
-    const status = await client.sendRequest<BackendStatus>(Methods.backendStatus, {}).catch(() => undefined);
+    const status = await request(client, Methods.backendStatus, {}).catch(() => undefined);
     if (!status) {
       return;
     }
@@ -59,7 +59,7 @@ export class StatusBar implements vscode.Disposable {
     this.preparing = true;
     try {
       // A failure shows as the `error` state (notified); the result covers a server that notifies nothing.
-      const prepared = await client.sendRequest<BackendStatus>(Methods.backendStart, {}).catch(() => undefined);
+      const prepared = await request(client, Methods.backendStart, {}).catch(() => undefined);
       if (prepared && this.current?.state === 'idle') {
         this.show(prepared);
       }

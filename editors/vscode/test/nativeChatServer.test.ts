@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { errorLine } from '../src/errors';
-import { ErrorCodes, Methods, type BackendStatus, type HistoryResult, type ModelsResult } from '../src/protocol';
+import { ErrorCodes, Methods } from '../src/protocol';
 import { Role } from '../src/nativeChat/chatApi';
 import { foldMessages, plainMessages } from '../src/nativeChat/messages';
 import { backendOverride, finetuneModelId, modelList } from '../src/nativeChat/models';
@@ -32,8 +32,8 @@ describe('native chat with sage lsp', () => {
   });
 
   it('lists the active backend\'s model from the server\'s status and its (empty) store', async () => {
-    const status = await sendLinked<BackendStatus>(server.connection, Methods.backendStatus, {});
-    const { models } = await sendLinked<ModelsResult>(server.connection, Methods.models, {});
+    const status = await sendLinked(server.connection, Methods.backendStatus, {});
+    const { models } = await sendLinked(server.connection, Methods.models, {});
     assert.deepEqual(modelList(status, models).map((m) => m.name), ['Sage (mock)']);
   });
 
@@ -52,7 +52,7 @@ describe('native chat with sage lsp', () => {
     assert.equal(deltas.join(''), result.text);
     assert.match(result.text, /mock backend/);
     assert.deepEqual(result.sources, []);
-    const history = await sendLinked<HistoryResult>(server.connection, Methods.chatHistory, { chatId: 'lm-1' });
+    const history = await sendLinked(server.connection, Methods.chatHistory, { chatId: 'lm-1' });
     assert.equal(history.messages[0]?.content, message, 'the server got the folded message as one question');
   });
 
@@ -74,7 +74,7 @@ describe('native chat with sage lsp', () => {
   });
 
   it('asks a finetuned model that is not the active one with a finetune override (here: not in the store)', async () => {
-    const status = await sendLinked<BackendStatus>(server.connection, Methods.backendStatus, {});
+    const status = await sendLinked(server.connection, Methods.backendStatus, {});
     const backend = backendOverride(finetuneModelId('no_such_model'), status);
     assert.deepEqual(backend, { backend: 'finetune', finetuneModel: 'no_such_model' });
     const failure = await streamChat(server.connection, { message: 'hi', chatId: 'lm-3', index: null, backend }, () => undefined).then(

@@ -14,7 +14,7 @@ import {
   type Message,
 } from 'vscode-jsonrpc/node';
 import { ChatController } from '../src/chatController';
-import type { SageConnection } from '../src/connection';
+import { request, type SageConnection } from '../src/connection';
 import { errorLine } from '../src/errors';
 import { Methods, type BackendStatus } from '../src/protocol';
 import { requestArguments, ServerLifecycle, StartSuperseded, type ManagedClient } from '../src/serverLifecycle';
@@ -77,6 +77,15 @@ describe('requests without a cancellation token', () => {
       server.connection.sendRequest(Methods.backendStatus, {}, undefined),
       (error: { code?: number; message?: string }) => error.code === -32602 && (error.message ?? '').includes('params must be an object'),
     );
+  });
+
+  it('go out as an object through request(), typed by the Requests map', async () => {
+    const [status, { services }] = await Promise.all([
+      request(server.connection, Methods.backendStatus, {}),
+      request(server.connection, Methods.services, {}),
+    ]);
+    assert.equal(status.backend, 'mock');
+    assert.ok(Array.isArray(services));
   });
 });
 

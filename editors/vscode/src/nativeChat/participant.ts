@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 import type { SageConnection } from '../connection';
 import { pipelineFileName, questionAboutCode } from '../commandText';
 import { errorLine } from '../errors';
-import { Methods, type BuildPipelineParams, type BuildPipelineResult } from '../protocol';
+import { Methods, type BuildPipelineParams } from '../protocol';
 import type { ChatContext, ChatParticipant, ChatRequest, ChatResultLike, NativeChatApi, ResponseStream, Token } from './chatApi';
 import { foldMessages } from './messages';
 import { VENDOR } from './models';
@@ -154,7 +154,7 @@ class SageParticipant {
     }
     response.progress('Building the pipeline…');
     const params: BuildPipelineParams = { description };
-    const result = await sendLinked<BuildPipelineResult>(this.connection, Methods.buildPipeline, params, token);
+    const result = await sendLinked(this.connection, Methods.buildPipeline, params, token);
     response.markdown(pipelineMarkdown(result));
     response.button({ command: SAVE_PIPELINE_COMMAND, title: 'Save as a pipeline file', arguments: [pipelineFileName(description), result.yaml] });
     return { metadata: { ...metadata, pipelineValid: result.valid } };

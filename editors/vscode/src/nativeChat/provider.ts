@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import * as vscode from 'vscode';
 import type { SageConnection } from '../connection';
 import { errorLine } from '../errors';
-import { Methods, type BackendStatus, type ModelsResult, type StatusChange } from '../protocol';
+import { Methods, type BackendStatus, type StatusChange } from '../protocol';
 import type { ModelInformation, ModelProvider, NativeChatApi, RequestMessage, Token } from './chatApi';
 import { countTokens, foldMessages, plainMessages } from './messages';
 import { backendOverride, modelList } from './models';
@@ -54,8 +54,8 @@ export class SageModelProvider implements ModelProvider, vscode.Disposable {
 
   async provideLanguageModelChatInformation(_options: { silent: boolean }, token: Token): Promise<ModelInformation[]> {
     const [status, store] = await Promise.all([
-      sendLinked<BackendStatus>(this.connection, Methods.backendStatus, {}, token).catch(() => undefined),
-      sendLinked<ModelsResult>(this.connection, Methods.models, {}, token).then((result) => result.models, () => []),
+      sendLinked(this.connection, Methods.backendStatus, {}, token).catch(() => undefined),
+      sendLinked(this.connection, Methods.models, {}, token).then((result) => result.models, () => []),
     ]);
     this.status = status;
     return modelList(status, store, activeFinetuneModel());

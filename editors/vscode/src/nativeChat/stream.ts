@@ -5,9 +5,9 @@
  * connection in the tests.
  */
 import { CancellationTokenSource } from 'vscode-jsonrpc';
-import type { SageConnection } from '../connection';
+import { request, type SageConnection } from '../connection';
 import { errorCode } from '../errors';
-import { ErrorCodes, Methods, type ChatChunk, type ChatParams, type ChatResult } from '../protocol';
+import { ErrorCodes, Methods, type ChatChunk, type ChatParams, type ChatResult, type Requests } from '../protocol';
 import type { Token } from './chatApi';
 
 /** `sage/chat` params of a conversation the caller names. */
@@ -26,10 +26,10 @@ function linkedSource(token: Token | undefined): { source: CancellationTokenSour
 }
 
 /** Sends a request, always with a token (cancelled with `token` when one is given). */
-export async function sendLinked<R>(connection: SageConnection, method: string, params: unknown, token?: Token): Promise<R> {
+export async function sendLinked<M extends keyof Requests>(connection: SageConnection, method: M, params: Requests[M][0], token?: Token): Promise<Requests[M][1]> {
   const linked = linkedSource(token);
   try {
-    return await connection.sendRequest<R>(method, params, linked.source.token);
+    return await request(connection, method, params, linked.source.token);
   } finally {
     linked.dispose();
   }
@@ -58,7 +58,7 @@ export async function streamChat(
     if (source.token.isCancellationRequested) {
       return undefined;
     }
-    return await connection.sendRequest<ChatResult>(Methods.chat, params, source.token);
+    return await request(connection, Methods.chat, params, source.token);
   } catch (error) {
     if (source.token.isCancellationRequested || errorCode(error) === ErrorCodes.requestCancelled) {
       return undefined;
