@@ -104,7 +104,7 @@ def _signal_group(pgid: int, leader_create_time: float | None, sig: int) -> bool
 
 
 def stop_group(
-    pgid: int, grace: float = 10.0, poll: float = 0.1, leader_create_time: float | None = None
+    pgid: int, grace: float = 10.0, *, poll: float = 0.1, leader_create_time: float | None = None
 ) -> bool:
     """SIGTERM the process group, then SIGKILL it if anything is left after ``grace`` seconds.
 

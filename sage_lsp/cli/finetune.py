@@ -41,7 +41,7 @@ def finetune_merge(
         source = model.adapter_source()
         if source is None:
             print(f"{name} has no adapter to merge; {model.merged_dir} is used as it is")
-        elif manager.merge_if_needed(model, force):
+        elif manager.merge_if_needed(model, force=force):
             print(f"merged {source} into {model.merged_dir}")
         else:
             print(f"{name} is merged and up to date (from {source})")

@@ -72,7 +72,7 @@ def choose_port(requested: int, taken: set[int]) -> int:
 
 
 def start_supervisor(
-    run_dir: Path, name: str, log_path: Path, adopt: bool = False
+    run_dir: Path, name: str, log_path: Path, *, adopt: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start the supervisor of service ``name`` (``adopt``: of its running vLLM): no shell, its
     own session, output to the service log (0600, capped first)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +20,10 @@ LOG_BACKUPS = 2
 """How many moved-away logs are kept."""
 MASK = "***"
 """What a secret is replaced with in log lines and tails."""
+LOG_TAIL_LINES = 40
+"""How many of its last log lines a failed service or merge reports (``logTail``)."""
+TAIL_BYTES = 64 * 1024
+"""How much of a log's end :func:`read_lines` reads when not told where to start."""
 
 
 def open_log(path: Path) -> BinaryIO:
@@ -55,3 +60,30 @@ def cap(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
 def mask(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` replaced by ``***``."""
     return text.replace(secret, MASK) if secret else text
+
+
+def read_lines(path: Path, *, offset: int | None = None, secret: str | None = None) -> list[str]:
+    """The lines written to ``path`` from byte ``offset`` on (one run's part), or without it
+    those of its last :data:`TAIL_BYTES`, ``secret`` masked; none when it cannot be read."""
+    try:
+        with path.open("rb") as log:
+            if offset is None:
+                log.seek(0, os.SEEK_END)
+                offset = max(0, log.tell() - TAIL_BYTES)
+            log.seek(offset)
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return mask(text, secret).splitlines()
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES, *, secret: str | None = None) -> list[str]:
+    """The last ``lines`` lines of ``path``, ``secret`` (the service's key) masked."""
+    return read_lines(path, secret=secret)[-lines:]
+
+
+def failure_details(path: Path, tail: Sequence[str], exit_code: int | None) -> dict[str, object]:
+    """What editors are told of a failed service or merge (the data of JSON-RPC error -32003):
+    its log (``logPath``), the last lines of it (``logTail``) and its exit status
+    (``exitCode``; negative: killed by that signal; ``None``: unknown or never ran)."""
+    return {"logPath": str(path), "logTail": list(tail), "exitCode": exit_code}

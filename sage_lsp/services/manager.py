@@ -34,7 +34,6 @@ from sage_lsp.services.registry import Holder, Registry, ServiceEntry
 from sage_lsp.services.store import FinetunedModel, ModelStore
 from sage_lsp.services.supervisor import LOADING_GRACE_SECONDS, READY_GRACE_SECONDS
 
-LOG_TAIL_LINES = 40
 WAIT_POLL_SECONDS = 0.25
 WAIT_MARGIN_SECONDS = 30.0
 """How long past a service's startup timeout a session still waits for it to be ready."""
@@ -81,18 +80,6 @@ class ServiceHandle:
         return f"http://{probe.HOST}:{self.port}/v1"
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES, secret: str | None = None) -> list[str]:
-    """The last ``lines`` lines of a log file, ``secret`` (the service's key) masked."""
-    try:
-        with path.open("rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 64 * 1024))
-            text = log.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return logfile.mask(text, secret).splitlines()[-lines:]
-
-
 def service_failed(message: str, entry: ServiceEntry, exit_code: int | None) -> BackendError:
     """A -32003 error with the tail of the service's log (its key masked)."""
     log_path, key = Path(entry.log_path), entry.api_key
@@ -100,11 +87,7 @@ def service_failed(message: str, entry: ServiceEntry, exit_code: int | None) -> 
         ErrorKind.SERVICE_FAILED,
         logfile.mask(message, key),
         f"see {log_path}",
-        {
-            "logPath": str(log_path),
-            "logTail": log_tail(log_path, secret=key),
-            "exitCode": exit_code,
-        },
+        logfile.failure_details(log_path, logfile.tail(log_path, secret=key), exit_code),
     )
 
 
@@ -163,7 +146,7 @@ class ServiceManager:
         return self.settings.merge_python or self.vllm_python
 
     def merge_if_needed(
-        self, model: FinetunedModel, force: bool = False, stop: threading.Event | None = None
+        self, model: FinetunedModel, *, force: bool = False, stop: threading.Event | None = None
     ) -> bool:
         """Merge the model's adapter unless the merge is up to date (blocking). One merge of a
         model runs at a time across sessions: while another one runs this waits for it, then
@@ -210,7 +193,7 @@ class ServiceManager:
         if await asyncio.to_thread(merge_needed, model):  # hashes the adapter: off the loop
             stop = threading.Event()
             try:
-                await asyncio.to_thread(self.merge_if_needed, model, False, stop)
+                await asyncio.to_thread(self.merge_if_needed, model, stop=stop)
             except asyncio.CancelledError:  # the session ends: stop the merge, do not wait
                 stop.set()
                 raise
@@ -301,10 +284,10 @@ class ServiceManager:
             self.registry.write(entry)
             return entry, False
 
-    def _start_supervisor(self, entry: ServiceEntry, adopt: bool = False) -> None:
+    def _start_supervisor(self, entry: ServiceEntry, *, adopt: bool = False) -> None:
         """Start the supervisor of ``entry`` and record it (pid and create time) in ``entry``."""
         supervisor = start_supervisor(
-            self.registry.run_dir, entry.name, Path(entry.log_path), adopt
+            self.registry.run_dir, entry.name, Path(entry.log_path), adopt=adopt
         )
         self._children.append(supervisor)
         entry.supervisor_pid = supervisor.pid
@@ -410,7 +393,7 @@ class ServiceManager:
             limit = entry.startup_timeout_seconds + WAIT_MARGIN_SECONDS
             if time.time() - entry.started_at > limit:
                 raise service_failed(f"{entry.name}: not ready after {limit:g} s", entry, None)
-            tail = log_tail(Path(entry.log_path), 5, entry.api_key)
+            tail = logfile.tail(Path(entry.log_path), 5, secret=entry.api_key)
             last = next((line for line in reversed(tail) if line.strip()), "")
             self._report("starting", started, last[:200])
             await asyncio.sleep(WAIT_POLL_SECONDS)

@@ -75,7 +75,7 @@ class Vllm:
 class Supervisor:
     """Runs one service from launch (or adoption) to stop."""
 
-    def __init__(self, run_dir: Path, name: str, adopt: bool = False) -> None:
+    def __init__(self, run_dir: Path, name: str, *, adopt: bool = False) -> None:
         self.registry = Registry(run_dir)
         self.name = name
         self.adopting = adopt
@@ -141,7 +141,7 @@ class Supervisor:
         self.update(supervisor_pid=me, supervisor_create_time=create_time(me))
         return Vllm(entry.pid, entry.pid_create_time)
 
-    def stop(self, entry: ServiceEntry, reason: str, failed: bool = False) -> None:
+    def stop(self, entry: ServiceEntry, reason: str, *, failed: bool = False) -> None:
         """Stop vLLM's whole group, then remove (or, on failure, mark) the entry."""
         assert self.vllm is not None
         self.say(f"stopping: {reason}")

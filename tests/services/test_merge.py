@@ -283,7 +283,7 @@ def test_child_passes_resolved_arguments(tmp_path: Path) -> None:
         merge(model, python, tmp_path / "merge.log")
     assert args_file.read_text(encoding="utf-8").splitlines() == [
         "-m",
-        "sage_lsp.services.merge",
+        "sage_lsp.services.merge_child",
         "--base",
         str(base),
         "--adapter",

@@ -2,7 +2,7 @@
 its whole life, dies with its session (also after a SIGKILL), is stopped when the session ends
 (`sage chat`, the language server), and what a killed merge left is cleaned by the next one.
 
-A stand-in merge Python runs the real child (``sage_lsp.services.merge.main``: lock, parent
+A stand-in merge Python runs the real child (``sage_lsp.services.merge_child.main``: lock, parent
 watch, stop, leftovers) around a fake merge that writes a temporary folder and sleeps.
 """
 
@@ -41,9 +41,10 @@ NAME = "m"
 FAKE_CHILD = """
 import json, os, sys, time
 import sage_lsp.services.merge as merge
+import sage_lsp.services.merge_child as child
 
 def fake_merge(base, adapter, output, session_alive):
-    tmp, old = merge._temp_dirs(output, os.getpid())
+    tmp, old = merge.temp_dirs(output, os.getpid())
     try:
         tmp.mkdir(parents=True)
         (tmp / "model.safetensors").write_bytes(b"new merged weights")
@@ -54,13 +55,13 @@ def fake_merge(base, adapter, output, session_alive):
         (tmp / merge.MERGE_RECORD).write_text(json.dumps(record))
         if not session_alive():
             raise KeyboardInterrupt
-        merge._swap_into_place(tmp, output, old)
+        merge.swap_into_place(tmp, output, old)
     except BaseException:
-        merge._clean_after(output, os.getpid())
+        merge.clean_after(output, os.getpid())
         raise
 
-merge._merge = fake_merge
-sys.exit(merge.main(sys.argv[3:]))
+child._merge = fake_merge
+sys.exit(child.main(sys.argv[3:]))
 """
 SESSION = """
 import sys
