@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from sage_lsp.core.errors import InvalidInput
+
 PROTOCOL_VERSION = 1
 """Advertised as ``capabilities.experimental.sage.version``."""
 DEFAULT_TCP_PORT = 2087
@@ -92,7 +94,7 @@ UNAUTHORIZED = -32005
 BackendState = Literal["idle", "starting", "ready", "error"]
 
 
-class InvalidParams(ValueError):
+class InvalidParams(InvalidInput, ValueError):
     """Params that do not match the method's params class; the message names the field."""
 
 
@@ -126,8 +128,9 @@ class ChatIdParams:
 
 
 @dataclass(frozen=True)
-class NoParams:
-    """Params of the methods that take none (``{}``; absent params are accepted too)."""
+class Empty:
+    """``{}``: the params of the methods that take none (absent params are accepted too), and
+    the result of ``sage/chat/reset``."""
 
 
 @dataclass(frozen=True)
@@ -256,9 +259,8 @@ class BackendStatus:
     """``idle`` (nothing prepared), ``starting``, ``ready`` or ``error``."""
     endpoint: str | None = None
     """The OpenAI-compatible endpoint in use."""
-    service: dict[str, Any] | None = None
-    """The model service in use (managed backends): ``name, servedModelName, port, pid, owned,
-    holders, logPath, startedAt``."""
+    service: HeldService | None = None
+    """The model service in use (managed backends)."""
     message: str | None = None
     """What happened last, e.g. the error."""
     metrics: dict[str, float] | None = None
@@ -302,8 +304,9 @@ class ModelsResult:
 
 
 @dataclass(frozen=True)
-class ServiceInfo:
-    """One live model service of the registry."""
+class HeldService:
+    """A model service of the registry: the one a managed backend holds (``service`` of
+    :class:`BackendStatus`), and the base of :class:`ServiceInfo`."""
 
     name: str
     """The service name (the model's)."""
@@ -313,8 +316,6 @@ class ServiceInfo:
     """Its port on 127.0.0.1."""
     pid: int | None
     """vLLM's API server process."""
-    state: str
-    """``starting``, ``ready``, ``failed`` or ``stopping``."""
     owned: bool
     """Always true for registry entries: sage-lsp launched it and will stop it."""
     holders: int
@@ -323,6 +324,14 @@ class ServiceInfo:
     """Its log file."""
     started_at: float
     """Launch time (seconds since the epoch)."""
+
+
+@dataclass(frozen=True)
+class ServiceInfo(HeldService):
+    """One live model service of the registry (``sage/services``), with its state."""
+
+    state: str
+    """``starting``, ``ready``, ``failed`` or ``stopping``."""
 
 
 @dataclass(frozen=True)

@@ -2,92 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+# The error family and the chat types, re-exported as part of the backend interface.
+from sage_lsp.core.errors import BackendError as BackendError
+from sage_lsp.core.errors import ErrorKind as ErrorKind
+from sage_lsp.core.types import Message as Message
+from sage_lsp.core.types import Passage as Passage
+
 FinishReason = Literal["stop", "length"]
-
-
-class ErrorKind(enum.Enum):
-    """What went wrong talking to a backend, as the user needs to know it."""
-
-    CONNECTION = "connection"
-    """The server could not be reached (refused, DNS, TLS)."""
-    AUTH = "auth"
-    """The server refused the credentials (401/403)."""
-    MODEL_NOT_FOUND = "model_not_found"
-    """The server does not serve the requested model (404), or no model could be chosen."""
-    SERVER = "server"
-    """The server failed (5xx) or sent something that is not a valid answer."""
-    REJECTED = "rejected"
-    """The server refused the request as invalid (400, 422 ...); its message says why, and
-    asking again unchanged will not help."""
-    TOO_LONG = "too_long"
-    """The question does not fit the model's context, even without history and passages."""
-    TIMEOUT = "timeout"
-    """The server did not answer in time."""
-    INTERRUPTED = "interrupted"
-    """The connection broke while the answer was streaming."""
-    CONFIG = "config"
-    """The backend is not configured well enough to be used (missing key or URL)."""
-    SERVICE_FAILED = "service_failed"
-    """A model service sage-lsp launched failed to start (details: logPath, logTail,
-    exitCode)."""
-
-
-class BackendError(Exception):
-    """A backend failure with its category, a one-line message and the next step to take."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        hint: str = "",
-        details: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.hint = hint
-        self.details = dict(details or {})
-        """Machine-readable facts for editors, e.g. ``{"name": ..., "searched": [...]}``."""
-
-    def __str__(self) -> str:
-        return f"{self.message} — {self.hint}" if self.hint else self.message
-
-
-@dataclass(frozen=True)
-class Message:
-    """One chat message as the model sees it."""
-
-    role: Role
-    """Who speaks: ``system``, ``user`` or ``assistant``."""
-    content: str
-    """What is said."""
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved passage placed in the prompt as ``[n]``."""
-
-    n: int
-    """Its number in the prompt, from 1."""
-    title: str
-    """Title of the document it comes from."""
-    path: str
-    """Path of that document."""
-    heading: str
-    """Heading of the section it comes from."""
-    text: str
-    """The passage itself."""
-    score: float = 0.0
-    """Retrieval score (higher is better)."""
-    uri: str | None = None
-    """``file:`` URI of that document, when the folder it was indexed from is known."""
 
 
 def estimate_prompt_tokens(messages: Sequence[Message]) -> int:

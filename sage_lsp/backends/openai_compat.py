@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sage_lsp.backends.base import (
-    BackendError,
     ChatRequest,
     ContextWindow,
     Delta,
-    ErrorKind,
     Finish,
-    Message,
     StreamEvent,
     Usage,
     estimate_prompt_tokens,
 )
+from sage_lsp.core.errors import BackendError, ErrorKind
+from sage_lsp.core.types import Message
 
 if TYPE_CHECKING:
     import openai

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sage_lsp.backends.base import Message
+from sage_lsp.core.types import Message
 
 
 def estimate_tokens(text: str) -> int:

@@ -7,17 +7,11 @@ from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from sage_lsp.backends.base import (
-    Backend,
-    BackendError,
-    Delta,
-    ErrorKind,
-    FinishReason,
-    Passage,
-    Usage,
-)
+from sage_lsp.backends.base import Backend, Delta, FinishReason, Usage
 from sage_lsp.chat.conversation import Conversation, Turn
 from sage_lsp.chat.fit import PromptFitter, Trim
+from sage_lsp.core.errors import BackendError, ErrorKind
+from sage_lsp.core.types import Passage
 
 
 @dataclass(frozen=True)

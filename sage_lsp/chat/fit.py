@@ -14,15 +14,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sage_lsp.backends.base import (
-    BackendError,
-    ChatRequest,
-    ContextWindow,
-    ErrorKind,
-    Message,
-    Passage,
-)
+from sage_lsp.backends.base import ChatRequest, ContextWindow
 from sage_lsp.chat.conversation import Conversation, Turn, compose
+from sage_lsp.core.errors import BackendError, ErrorKind
+from sage_lsp.core.types import Message, Passage
 from sage_lsp.rag.retrieve import context_block
 
 ANSWER_SHARE = 4

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sage_lsp.cli.chat import chat_app
+from sage_lsp.cli.failures import SageGroup
 from sage_lsp.cli.finetune import finetune_app
 from sage_lsp.cli.pipeline import pipeline_app
 from sage_lsp.cli.services import services_app
@@ -16,6 +17,7 @@ from sage_lsp.protocol import DEFAULT_TCP_PORT
 
 app = typer.Typer(
     name="sage",
+    cls=SageGroup,
     help="Chat with your own finetuned code model from the terminal and the editor.",
     add_completion=False,
     no_args_is_help=True,

@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from sage_lsp.cli.runner import EXIT_USAGE, fail, run_chat
-from sage_lsp.config import BACKENDS, DEFAULT_INDEX, SettingsError, load_settings
-from sage_lsp.rag.index import DocIndex, RetrievalError
+from sage_lsp.cli.failures import Debug
+from sage_lsp.cli.runner import run_chat
+from sage_lsp.config import BACKENDS, DEFAULT_INDEX, load_settings
+from sage_lsp.rag.index import DocIndex
 from sage_lsp.rag.retrieve import embedder_for, open_index
 
 chat_app = typer.Typer(help="Chat with a model; ingest and show retrieval indexes.")
@@ -50,7 +51,7 @@ def chat(
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Print the answer when it is complete.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Chat with a model: a REPL, or one answer with --ask or a question on stdin."""
     if ctx.invoked_subcommand is not None:
@@ -79,20 +80,17 @@ def ingest(
     """Build or update an index from a folder of docs (only changed files are read again)."""
     from rich.progress import Progress
 
-    try:
-        settings = load_settings()
-        target = DocIndex(settings.sage_home, index, embedder_for(settings))
-        with Progress(transient=True) as bar:
-            task = bar.add_task("ingesting", total=None)
+    settings = load_settings()
+    target = DocIndex(settings.sage_home, index, embedder_for(settings))
+    with Progress(transient=True) as bar:
+        task = bar.add_task("ingesting", total=None)
 
-            def show(done: int, total: int, name: str) -> None:
-                bar.update(task, completed=done, total=total, description=name[-40:])
+        def show(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name[-40:])
 
-            report = target.ingest(
-                source, chunk_size, chunk_overlap, max_files, show, settings.ingest_max_file_mb
-            )
-    except (SettingsError, RetrievalError) as exc:
-        raise fail(str(exc), EXIT_USAGE, False) from None
+        report = target.ingest(
+            source, chunk_size, chunk_overlap, max_files, show, settings.ingest_max_file_mb
+        )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     documents, chunks = target.counts()
@@ -109,9 +107,6 @@ def show(
     index: Annotated[str, typer.Option(help="Index name.")] = DEFAULT_INDEX,
 ) -> None:
     """Print an index's manifest."""
-    try:
-        target = open_index(load_settings(), index)
-        target.counts()
-    except (SettingsError, RetrievalError) as exc:
-        raise fail(str(exc), EXIT_USAGE, False) from None
+    target = open_index(load_settings(), index)
+    target.counts()
     print(json.dumps(target.manifest(), indent=2, ensure_ascii=False))

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from sage_lsp.backends.base import BackendError
+from sage_lsp.cli.failures import Debug
 from sage_lsp.cli.progress import ProgressPrinter
-from sage_lsp.cli.runner import EXIT_INTERRUPTED, EXIT_USAGE, error_code, fail, run_chat
+from sage_lsp.cli.runner import run_chat
 from sage_lsp.cli.table import print_table
-from sage_lsp.config import Settings, SettingsError, load_settings
+from sage_lsp.config import Settings, load_settings
 from sage_lsp.services.manager import ServiceManager
-from sage_lsp.services.store import InvalidModelName, ModelStore
+from sage_lsp.services.store import ModelStore
 
 finetune_app = typer.Typer(help="Finetuned models: chat, merge, list.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ finetune_app = typer.Typer(help="Finetuned models: chat, merge, list.", no_args_
 def finetune_chat(
     name: Annotated[str, typer.Argument(help="The finetuned model.")] = Settings.finetune_model,
     port: Annotated[int | None, typer.Option(help="Port for its vLLM server.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Chat with a finetuned model: ``sage chat --backend finetune --finetune-model NAME``."""
     overrides = {"backend": "finetune", "finetune_model": name, "finetune_port": port}
@@ -32,35 +32,24 @@ def finetune_chat(
 def finetune_merge(
     name: Annotated[str, typer.Argument(help="The finetuned model.")],
     force: Annotated[bool, typer.Option(help="Merge even if the merge is up to date.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Merge the model's LoRA adapter into its base (lora_weights/, else the last checkpoint)."""
-    try:
-        manager = ServiceManager(load_settings(), ProgressPrinter())
-        model = manager.store.get(name)
-        source = model.adapter_source()
-        if source is None:
-            print(f"{name} has no adapter to merge; {model.merged_dir} is used as it is")
-        elif manager.merge_if_needed(model, force=force):
-            print(f"merged {source} into {model.merged_dir}")
-        else:
-            print(f"{name} is merged and up to date (from {source})")
-    except (SettingsError, InvalidModelName) as exc:
-        raise fail(str(exc), EXIT_USAGE, debug) from None
-    except BackendError as exc:
-        raise fail(str(exc), error_code(exc), debug) from None
-    except KeyboardInterrupt:  # the merge child was stopped and its temporary folder removed
-        raise fail("stopped", EXIT_INTERRUPTED, debug) from None
+    manager = ServiceManager(load_settings(), ProgressPrinter())
+    model = manager.store.get(name)
+    source = model.adapter_source()
+    if source is None:
+        print(f"{name} has no adapter to merge; {model.merged_dir} is used as it is")
+    elif manager.merge_if_needed(model, force=force):
+        print(f"merged {source} into {model.merged_dir}")
+    else:
+        print(f"{name} is merged and up to date (from {source})")
 
 
 @finetune_app.command("list")
 def finetune_list() -> None:
     """The finetuned models under $SAGE_HOME/finetune_output, with base and state."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise fail(str(exc), EXIT_USAGE, False) from None
-    store = ModelStore(settings.sage_home)
+    store = ModelStore(load_settings().sage_home)
     models = store.list()
     if not models:
         print(f"no finetuned models in {store.root}")

@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from sage_lsp.backends.base import BackendError
-from sage_lsp.backends.factory import create_backend
+from sage_lsp.cli.failures import EXIT_FAILURE, Debug, fail
 from sage_lsp.cli.progress import ProgressPrinter
-from sage_lsp.cli.runner import EXIT_FAILURE, EXIT_USAGE, error_code, fail
-from sage_lsp.config import BACKENDS, SettingsError, load_settings
+from sage_lsp.config import BACKENDS, load_settings
 from sage_lsp.paths import users_umask
 from sage_lsp.pipeline.builder import BuildResult, build_pipeline
 from sage_lsp.pipeline.catalog import load_catalog
+from sage_lsp.services.factory import create_backend
 
 pipeline_app = typer.Typer(help="SAGE pipelines: build a plan from a description.",
                            no_args_is_help=True)  # fmt: skip
@@ -36,19 +35,14 @@ def build(
     api_key: Annotated[str | None, typer.Option(help="API key.")] = None,
     finetune_model: Annotated[str | None, typer.Option(help="Finetuned model name.")] = None,
     finetune_port: Annotated[int | None, typer.Option(help="Port for its server.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Ask the model for a plan, check it, feed the problems back (up to 6 tries), write YAML."""
-    try:
-        settings = load_settings(
-            {"backend": backend, "model": model, "base_url": base_url, "api_key": api_key,
-             "finetune_model": finetune_model, "finetune_port": finetune_port}
-        )  # fmt: skip
-        chosen = create_backend(settings, ProgressPrinter())
-    except SettingsError as exc:
-        raise fail(str(exc), EXIT_USAGE, debug) from None
-    except BackendError as exc:
-        raise fail(str(exc), error_code(exc), debug) from None
+    settings = load_settings(
+        {"backend": backend, "model": model, "base_url": base_url, "api_key": api_key,
+         "finetune_model": finetune_model, "finetune_port": finetune_port}
+    )  # fmt: skip
+    chosen = create_backend(settings, ProgressPrinter())
 
     async def run() -> BuildResult:
         try:
@@ -58,10 +52,7 @@ def build(
         finally:
             await chosen.aclose()
 
-    try:
-        result = asyncio.run(run())
-    except BackendError as exc:
-        raise fail(str(exc), error_code(exc), debug) from None
+    result = asyncio.run(run())
     if not result.valid:
         raise fail(
             f"no valid plan after {result.attempts} attempts: " + "; ".join(result.errors),

@@ -11,10 +11,11 @@ from typing import TextIO
 from rich.console import Console
 from rich.markup import escape
 
-from sage_lsp.backends.base import Backend, Passage
+from sage_lsp.backends.base import Backend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine, TurnResult
 from sage_lsp.config import Settings
+from sage_lsp.core.types import Passage
 from sage_lsp.pipeline.builder import build_pipeline, is_pipeline_request
 from sage_lsp.pipeline.catalog import load_catalog
 from sage_lsp.rag.chunking import slug

@@ -1,5 +1,4 @@
-"""Running ``sage chat`` (shared by ``sage chat`` and ``sage finetune chat``) and reporting
-failures as one line with an exit code."""
+"""Running ``sage chat`` (shared by ``sage chat`` and ``sage finetune chat``)."""
 
 from __future__ import annotations
 
@@ -8,36 +7,12 @@ import sys
 import traceback
 from collections.abc import Mapping
 
-import typer
-
-from sage_lsp.backends.base import Backend, BackendError, ErrorKind
-from sage_lsp.backends.factory import create_backend
+from sage_lsp.cli.failures import EXIT_USAGE, fail
 from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.cli.repl import ChatSession
-from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.config import load_settings
 from sage_lsp.paths import create_private_file
-from sage_lsp.rag.index import RetrievalError
-from sage_lsp.services.store import InvalidModelName
-
-EXIT_FAILURE = 1
-"""The backend or the model failed."""
-EXIT_USAGE = 2
-"""A setting or an argument is wrong."""
-EXIT_INTERRUPTED = 130
-"""The user pressed Ctrl-C."""
-
-
-def fail(message: str, code: int, debug: bool) -> typer.Exit:
-    """Print ``error: message`` on stderr (and the traceback with --debug); the Exit to raise."""
-    if debug:
-        traceback.print_exc()
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def error_code(exc: BackendError) -> int:
-    """Exit code for a backend failure: 2 for configuration, 1 for everything else."""
-    return EXIT_USAGE if exc.kind is ErrorKind.CONFIG else EXIT_FAILURE
+from sage_lsp.services.factory import create_backend
 
 
 async def _one_shot(session: ChatSession, question: str, stream: bool) -> None:
@@ -69,29 +44,14 @@ async def _interactive(session: ChatSession, debug: bool) -> None:
 
 def run_chat(overrides: Mapping[str, object], ask: str | None, stream: bool, debug: bool) -> None:
     """Run ``sage chat`` with these flag values (shared by ``sage finetune chat``)."""
-    try:
-        settings = load_settings(overrides)
-        chosen: Backend = create_backend(settings, ProgressPrinter())
-    except SettingsError as exc:
-        raise fail(str(exc), EXIT_USAGE, debug) from None
-    except (BackendError, InvalidModelName) as exc:
-        code = error_code(exc) if isinstance(exc, BackendError) else EXIT_USAGE
-        raise fail(str(exc), code, debug) from None
-
-    session = ChatSession(settings, chosen)
+    settings = load_settings(overrides)
+    session = ChatSession(settings, create_backend(settings, ProgressPrinter()))
     question = ask
     if question is None and not sys.stdin.isatty():
         question = sys.stdin.read().strip()
         if not question:
             raise fail("no question on stdin — pipe one in, or use --ask", EXIT_USAGE, debug)
-    try:
-        if question is not None:
-            asyncio.run(_one_shot(session, question, stream))
-        else:
-            asyncio.run(_interactive(session, debug))
-    except BackendError as exc:
-        raise fail(str(exc), error_code(exc), debug) from None
-    except (InvalidModelName, RetrievalError) as exc:
-        raise fail(str(exc), EXIT_USAGE, debug) from None
-    except KeyboardInterrupt:
-        raise fail("stopped", EXIT_INTERRUPTED, debug) from None
+    if question is not None:
+        asyncio.run(_one_shot(session, question, stream))
+    else:
+        asyncio.run(_interactive(session, debug))

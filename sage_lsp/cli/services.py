@@ -7,19 +7,16 @@ from typing import Annotated
 
 import typer
 
-from sage_lsp.cli.runner import EXIT_FAILURE, EXIT_USAGE, fail
+from sage_lsp.cli.failures import EXIT_FAILURE, EXIT_USAGE, fail
 from sage_lsp.cli.table import print_table
-from sage_lsp.config import SettingsError, load_settings
+from sage_lsp.config import load_settings
 from sage_lsp.services.manager import ServiceManager
 
 services_app = typer.Typer(help="Model services started by sage-lsp: list, stop.")
 
 
 def _manager() -> ServiceManager:
-    try:
-        return ServiceManager(load_settings())
-    except SettingsError as exc:
-        raise fail(str(exc), EXIT_USAGE, False) from None
+    return ServiceManager(load_settings())
 
 
 @services_app.callback(invoke_without_command=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from sage_lsp.backends.base import Backend, ChatRequest, Delta, Message
+from sage_lsp.backends.base import Backend, ChatRequest, Delta
+from sage_lsp.core.types import Message
 from sage_lsp.pipeline.blueprints import BLUEPRINTS, blueprint_plan, pick
 from sage_lsp.pipeline.catalog import Operator
 from sage_lsp.pipeline.schema import STAGE_KINDS, Plan, Problem, parse_plan

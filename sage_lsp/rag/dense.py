@@ -15,13 +15,15 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from sage_lsp.core.errors import InvalidInput
+
 RRF_K = 60
 """The constant of reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)."""
 BATCH = 64
 """Texts per embedding request."""
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(InvalidInput):
     """Embeddings were asked for but cannot be made; the message says why and what to do."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from sage_lsp.config import Settings, model_name
+from sage_lsp.core.errors import InvalidInput
 from sage_lsp.paths import create_private_file, make_private_dir, write_private_text
 from sage_lsp.rag import dense
 from sage_lsp.rag.chunking import SUFFIXES, Chunk, chunk_document
@@ -98,7 +99,7 @@ Progress = Callable[[int, int, str], None]
 """``(files done, files in all, current file)``."""
 
 
-class RetrievalError(Exception):
+class RetrievalError(InvalidInput):
     """An index that is missing or cannot be read; the message says what to do."""
 
 

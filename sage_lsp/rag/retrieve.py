@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from sage_lsp.backends.base import Passage
 from sage_lsp.config import DEFAULT_INDEX, Settings
+from sage_lsp.core.types import Passage
 from sage_lsp.rag.dense import Embedder, EmbeddingError, EndpointEmbedder, LocalEmbedder
 from sage_lsp.rag.index import DocIndex, RetrievalError
 

@@ -7,6 +7,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 from lsprotocol import types
@@ -16,15 +17,10 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from sage_lsp import __version__, protocol
 from sage_lsp.config import Settings
-from sage_lsp.server.backend_handlers import BackendHandlers
-from sage_lsp.server.build_handlers import BuildHandlers
-from sage_lsp.server.chat_handlers import ChatHandlers
 from sage_lsp.server.config_handlers import ConfigHandlers
 from sage_lsp.server.editor_watch import ProcessWatch
-from sage_lsp.server.index_handlers import IndexHandlers
 from sage_lsp.server.logs import EditorLogHandler
-from sage_lsp.server.pipeline_handlers import PipelineHandlers
-from sage_lsp.server.service_handlers import ServiceHandlers
+from sage_lsp.server.routes import FEATURES, ROUTES
 from sage_lsp.server.session import Session
 from sage_lsp.server.transport import Writer
 
@@ -105,7 +101,8 @@ class EditorProgress:
 
 
 class SageServer(LanguageServer):
-    """The language server: a :class:`Session` plus the handlers of every method group."""
+    """The language server: a :class:`Session`, the configuration handlers, and every route
+    and feature of :mod:`sage_lsp.server.routes`."""
 
     protocol: SageProtocol
 
@@ -125,12 +122,10 @@ class SageServer(LanguageServer):
         self._watchers: list[ProcessWatch] = []
         self.log_handler = EditorLogHandler(self.send_notification, settings.log_level)
         ConfigHandlers(self).register()
-        ChatHandlers(self).register()
-        BackendHandlers(self).register()
-        ServiceHandlers(self).register()
-        IndexHandlers(self).register()
-        PipelineHandlers(self).register()
-        BuildHandlers(self).register()
+        for route in ROUTES:
+            self.route(route.method, partial(route.dispatch, self))
+        for feature in FEATURES:
+            self.route(feature.method, partial(feature.dispatch, self), feature.options)
         self.route(types.SHUTDOWN, self._on_shutdown)
 
     def route(self, method: str, handler: Callable[[Any], Any], options: Any = None) -> None:

@@ -1,22 +1,23 @@
-"""Map sage-lsp's failures to the JSON-RPC errors of protocol v1."""
+"""Map sage-lsp's error family to the JSON-RPC errors of protocol v1, in this one place."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from sage_lsp import protocol
-from sage_lsp.backends.base import BackendError, ErrorKind
+from sage_lsp.core.errors import ErrorKind, SageError, ServiceFailure
 
 
-def rpc_error(exc: BackendError) -> JsonRpcException:
-    """The JSON-RPC error for a backend failure.
+def rpc_error(exc: SageError, method: str) -> JsonRpcException:
+    """The JSON-RPC error for a failure of ``method``.
 
-    -32003 for a service that failed to start (a failed merge included), -32002 for a model
-    that is not there, -32001 for every other backend failure.
+    -32602 naming the field for something the client or the user gave (params, a setting, a
+    model or index name), -32003 for a model service that failed (its merge included), -32002
+    for a model that is not there, -32001 for every other backend failure.
     """
-    if exc.kind is ErrorKind.SERVICE_FAILED or "logTail" in exc.details:  # a failed merge too
+    if exc.kind is ErrorKind.INVALID:
+        return JsonRpcInvalidParams(f"invalid params for {method}: {exc}")
+    if isinstance(exc, ServiceFailure):
         return JsonRpcException(
             message=str(exc),
             code=protocol.SERVICE_FAILED,
@@ -33,16 +34,3 @@ def rpc_error(exc: BackendError) -> JsonRpcException:
         code=protocol.BACKEND_UNAVAILABLE,
         data={"kind": exc.kind.value, "hint": exc.hint},
     )
-
-
-def invalid_params(exc: Exception, method: str) -> JsonRpcException:
-    """-32602 with the message naming the field."""
-    return JsonRpcInvalidParams(f"invalid params for {method}: {exc}")
-
-
-def check_no_params(params: Any, method: str) -> None:
-    """Accept ``{}`` or absent params; anything else is -32602."""
-    try:
-        protocol.from_wire(protocol.NoParams, params)
-    except protocol.InvalidParams as exc:
-        raise invalid_params(exc, method) from None

@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
 from sage_lsp import protocol
 from sage_lsp.rag.index import DocIndex, RetrievalError, list_indexes
 from sage_lsp.rag.retrieve import embedder_for
-from sage_lsp.server.errors import check_no_params, invalid_params
-
-if TYPE_CHECKING:
-    from sage_lsp.server.app import SageServer
+from sage_lsp.server.routes import Request
 
 log = logging.getLogger(__name__)
 
@@ -35,71 +31,51 @@ def index_info(index: DocIndex) -> protocol.IndexInfo:
     )
 
 
-class IndexHandlers:
-    """The retrieval-index method group of one server."""
-
-    def __init__(self, server: SageServer) -> None:
-        self.server = server
-
-    def register(self) -> None:
-        """Register every handler of the group with the server."""
-        self.server.route(protocol.INDEX_LIST, self.list)
-        self.server.route(protocol.INDEX_INGEST, self.ingest)
-
-    async def list(self, params: Any) -> dict[str, Any]:
-        """Every index under ``$SAGE_HOME/cache/chat`` (damaged ones are left out)."""
-        check_no_params(params, protocol.INDEX_LIST)
-        infos = []
-        for index in list_indexes(self.server.session.settings.sage_home):
-            try:
-                infos.append(index_info(index))
-            except RetrievalError:
-                continue
-        wire: dict[str, Any] = protocol.to_wire(protocol.IndexListResult(infos))
-        return wire
-
-    async def ingest(self, params: Any) -> dict[str, Any]:
-        """Build or update an index in a worker thread, reporting progress on the given token."""
+async def index_list(request: Request[protocol.Empty]) -> protocol.IndexListResult:
+    """Every index under ``$SAGE_HOME/cache/chat`` (damaged ones are left out)."""
+    infos = []
+    for index in list_indexes(request.session.settings.sage_home):
         try:
-            p = protocol.from_wire(protocol.IngestParams, params)
-            settings = self.server.session.settings
-            index = DocIndex(settings.sage_home, p.index, embedder_for(settings))
-        except (protocol.InvalidParams, RetrievalError) as exc:
-            raise invalid_params(exc, protocol.INDEX_INGEST) from None
-        progress = self.server.work_done_progress
-        token = p.work_done_token
-        loop = asyncio.get_running_loop()
+            infos.append(index_info(index))
+        except RetrievalError:
+            continue
+    return protocol.IndexListResult(infos)
 
-        def report(done: int, total: int, name: str) -> None:
-            if token is not None:
-                value = types.WorkDoneProgressReport(
-                    message=f"{done}/{total} {name}", percentage=int(100 * done / max(total, 1))
-                )
-                loop.call_soon_threadsafe(progress.report, token, value)
 
+async def ingest(request: Request[protocol.IngestParams]) -> protocol.IngestResult:
+    """Build or update an index in a worker thread, reporting progress on the given token."""
+    p, settings = request.params, request.session.settings
+    index = DocIndex(settings.sage_home, p.index, embedder_for(settings))
+    progress = request.server.work_done_progress
+    token = p.work_done_token
+    loop = asyncio.get_running_loop()
+
+    def report(done: int, total: int, name: str) -> None:
         if token is not None:
-            progress.begin(token, types.WorkDoneProgressBegin(title=f"Ingesting {p.index}"))
-        try:
-            report_ = await asyncio.to_thread(
-                index.ingest, Path(p.source), p.chunk_size, p.chunk_overlap, None, report,
-                settings.ingest_max_file_mb,
-            )  # fmt: skip
-        except RetrievalError as exc:
-            raise invalid_params(exc, protocol.INDEX_INGEST) from None
-        finally:
-            if token is not None:
-                loop.call_soon(progress.end, token, types.WorkDoneProgressEnd(message="done"))
-        result = protocol.IngestResult(
-            index=index_info(index),
-            added=report_.added,
-            updated=report_.updated,
-            removed=report_.removed,
-            unchanged=report_.unchanged,
-            skipped=report_.skipped,
-            seconds=round(report_.seconds, 3),
-            warnings=report_.warnings,
-        )
-        for warning in report_.warnings:
-            log.warning("ingest %s: %s", p.index, warning)
-        wire: dict[str, Any] = protocol.to_wire(result)
-        return wire
+            value = types.WorkDoneProgressReport(
+                message=f"{done}/{total} {name}", percentage=int(100 * done / max(total, 1))
+            )
+            loop.call_soon_threadsafe(progress.report, token, value)
+
+    if token is not None:
+        progress.begin(token, types.WorkDoneProgressBegin(title=f"Ingesting {p.index}"))
+    try:
+        report_ = await asyncio.to_thread(
+            index.ingest, Path(p.source), p.chunk_size, p.chunk_overlap, None, report,
+            settings.ingest_max_file_mb,
+        )  # fmt: skip
+    finally:
+        if token is not None:
+            loop.call_soon(progress.end, token, types.WorkDoneProgressEnd(message="done"))
+    for warning in report_.warnings:
+        log.warning("ingest %s: %s", p.index, warning)
+    return protocol.IngestResult(
+        index=index_info(index),
+        added=report_.added,
+        updated=report_.updated,
+        removed=report_.removed,
+        unchanged=report_.unchanged,
+        skipped=report_.skipped,
+        seconds=round(report_.seconds, 3),
+        warnings=report_.warnings,
+    )

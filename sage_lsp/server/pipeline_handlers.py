@@ -11,8 +11,8 @@ utf-32: the first the client offers, utf-16 when it offers none) with pygls' pos
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from lsprotocol import types
 from pygls.workspace import PositionCodec
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRIGGER_CHARACTERS = [":", " "]
-"""Characters after which the editor asks for completion by itself."""
+F = TypeVar("F")
 
 _SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
 _ITEM_KIND = {
@@ -66,120 +65,113 @@ class _Text:
         return self.codec.range_to_client_units(self.lines, types.Range(start=start, end=end))
 
 
-class PipelineHandlers:
-    """The pipeline-file feature group of one server."""
+def catalog(server: SageServer) -> dict[str, Operator]:
+    """The operator catalog of the session's ``$SAGE_HOME``."""
+    return load_catalog(server.session.settings.sage_home)
 
-    def __init__(self, server: SageServer) -> None:
-        self.server = server
 
-    def register(self) -> None:
-        """Register every handler of the group with the server."""
-        self.server.route(types.TEXT_DOCUMENT_DID_OPEN, self.did_open)
-        self.server.route(types.TEXT_DOCUMENT_DID_CHANGE, self.did_change)
-        self.server.route(types.TEXT_DOCUMENT_DID_CLOSE, self.did_close)
-        self.server.route(types.TEXT_DOCUMENT_HOVER, self.hover)
-        self.server.route(
-            types.TEXT_DOCUMENT_COMPLETION,
-            self.completion,
-            types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
-        )
+# --- diagnostics -----------------------------------------------------------------------------
 
-    # --- the catalog -------------------------------------------------------------------------
 
-    def catalog(self) -> dict[str, Operator]:
-        """The operator catalog of the session's ``$SAGE_HOME``."""
-        return load_catalog(self.server.session.settings.sage_home)
+def did_open(server: SageServer, params: types.DidOpenTextDocumentParams) -> None:
+    """Check a pipeline file as it is opened."""
+    publish(server, params.text_document.uri)
 
-    # --- diagnostics -------------------------------------------------------------------------
 
-    def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
-        """Check a pipeline file as it is opened."""
-        self.publish(params.text_document.uri)
+def did_change(server: SageServer, params: types.DidChangeTextDocumentParams) -> None:
+    """Check a pipeline file again after each change."""
+    publish(server, params.text_document.uri)
 
-    def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        """Check a pipeline file again after each change."""
-        self.publish(params.text_document.uri)
 
-    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
-        """Clear a closed pipeline file's diagnostics."""
-        uri = params.text_document.uri
-        if document.is_pipeline_file(uri):
-            self._send(uri, [])
+def did_close(server: SageServer, params: types.DidCloseTextDocumentParams) -> None:
+    """Clear a closed pipeline file's diagnostics."""
+    uri = params.text_document.uri
+    if document.is_pipeline_file(uri):
+        _send(server, uri, [])
 
-    def publish(self, uri: str) -> None:
-        """Publish the diagnostics of the pipeline file at ``uri`` (nothing for other files)."""
-        if not document.is_pipeline_file(uri):
-            return
-        text = self._text(uri)
-        findings = document.diagnose(text.source, set(self.catalog()))
-        self._send(
-            uri,
-            [
-                types.Diagnostic(
-                    range=text.range(f.span),
-                    message=f.message,
-                    severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Error),
-                    source="sage",
-                )
-                for f in findings
-            ],
-        )
 
-    def _send(self, uri: str, diagnostics: list[types.Diagnostic]) -> None:
-        self.server.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics)
-        )
-
-    # --- completion and hover ----------------------------------------------------------------
-
-    def _text(self, uri: str) -> _Text:
-        """The synced text of the document at ``uri``."""
-        workspace = self.server.workspace
-        return _Text(workspace.get_text_document(uri).source, workspace.position_codec)
-
-    def _pipeline_text(self, params: types.CompletionParams | types.HoverParams) -> _Text | None:
-        """The text of the document at ``params`` if it is a pipeline file, else None."""
-        uri = params.text_document.uri
-        return self._text(uri) if document.is_pipeline_file(uri) else None
-
-    def completion(self, params: types.CompletionParams) -> types.CompletionList | None:
-        """Keys, stage kinds, pipeline types or operator classes at the cursor."""
-        text = self._pipeline_text(params)
-        if text is None:
-            return None
-        line = params.position.line
-        found = document.complete(text.source, line, text.column(params.position), self.catalog())
-        if found is None:
-            return None
-        replace = text.range(found.replace)
-        item = self.server.client_capabilities.text_document
-        item_caps = item and item.completion and item.completion.completion_item
-        formats = item_caps.documentation_format if item_caps else None
-        items = [
-            types.CompletionItem(
-                label=s.label,
-                kind=_ITEM_KIND.get(s.kind, types.CompletionItemKind.Text),
-                detail=s.detail or None,
-                documentation=_markup(s.documentation, formats) if s.documentation else None,
-                sort_text=f"{i:04d}",
-                text_edit=types.TextEdit(range=replace, new_text=s.label + s.insert_suffix),
+def publish(server: SageServer, uri: str) -> None:
+    """Publish the diagnostics of the pipeline file at ``uri`` (nothing for other files)."""
+    if not document.is_pipeline_file(uri):
+        return
+    text = _text(server, uri)
+    findings = document.diagnose(text.source, set(catalog(server)))
+    _send(
+        server,
+        uri,
+        [
+            types.Diagnostic(
+                range=text.range(f.span),
+                message=f.message,
+                severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Error),
+                source="sage",
             )
-            for i, s in enumerate(found.items)
-        ]
-        return types.CompletionList(is_incomplete=False, items=items)
+            for f in findings
+        ],
+    )
 
-    def hover(self, params: types.HoverParams) -> types.Hover | None:
-        """An operator's description and parameters, or what a stage kind does."""
-        text = self._pipeline_text(params)
-        if text is None:
-            return None
-        line = params.position.line
-        found = document.hover(text.source, line, text.column(params.position), self.catalog())
-        if found is None:
-            return None
-        caps = self.server.client_capabilities.text_document
-        formats = caps.hover.content_format if caps and caps.hover else None
-        return types.Hover(
-            contents=_markup(found.markdown, formats),
-            range=text.range(found.span),
+
+def _send(server: SageServer, uri: str, diagnostics: list[types.Diagnostic]) -> None:
+    server.text_document_publish_diagnostics(
+        types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics)
+    )
+
+
+# --- completion and hover --------------------------------------------------------------------
+
+
+def _text(server: SageServer, uri: str) -> _Text:
+    """The synced text of the document at ``uri``."""
+    workspace = server.workspace
+    return _Text(workspace.get_text_document(uri).source, workspace.position_codec)
+
+
+def _at_cursor(
+    server: SageServer,
+    params: types.CompletionParams | types.HoverParams,
+    find: Callable[[str, int, int, dict[str, Operator]], F | None],
+) -> tuple[_Text, F] | None:
+    """What ``find`` (:func:`document.complete` or :func:`document.hover`) finds at the cursor
+    of a pipeline file, with the file's text; None elsewhere or when it finds nothing."""
+    uri = params.text_document.uri
+    if not document.is_pipeline_file(uri):
+        return None
+    text = _text(server, uri)
+    at = params.position
+    found = find(text.source, at.line, text.column(at), catalog(server))
+    return None if found is None else (text, found)
+
+
+def completion(server: SageServer, params: types.CompletionParams) -> types.CompletionList | None:
+    """Keys, stage kinds, pipeline types or operator classes at the cursor."""
+    at_cursor = _at_cursor(server, params, document.complete)
+    if at_cursor is None:
+        return None
+    text, found = at_cursor
+    replace = text.range(found.replace)
+    item = server.client_capabilities.text_document
+    item_caps = item and item.completion and item.completion.completion_item
+    formats = item_caps.documentation_format if item_caps else None
+    items = [
+        types.CompletionItem(
+            label=s.label,
+            kind=_ITEM_KIND.get(s.kind, types.CompletionItemKind.Text),
+            detail=s.detail or None,
+            documentation=_markup(s.documentation, formats) if s.documentation else None,
+            sort_text=f"{i:04d}",
+            text_edit=types.TextEdit(range=replace, new_text=s.label + s.insert_suffix),
         )
+        for i, s in enumerate(found.items)
+    ]
+    return types.CompletionList(is_incomplete=False, items=items)
+
+
+def hover(server: SageServer, params: types.HoverParams) -> types.Hover | None:
+    """An operator's description and parameters, or what a stage kind does."""
+    at_cursor = _at_cursor(server, params, document.hover)
+    if at_cursor is None:
+        return None
+    text, found = at_cursor
+    caps = server.client_capabilities.text_document
+    formats = caps.hover.content_format if caps and caps.hover else None
+    return types.Hover(contents=_markup(found.markdown, formats), range=text.range(found.span))

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from sage_lsp import protocol
-from sage_lsp.backends.base import Backend, BackendError
-from sage_lsp.backends.factory import create_backend
 from sage_lsp.chat.conversation import Conversation
-from sage_lsp.chat.engine import TurnResult
 from sage_lsp.config import Settings
+from sage_lsp.core.errors import BackendError
+from sage_lsp.services.factory import create_backend
 
 if TYPE_CHECKING:
-    from sage_lsp.backends.managed import ManagedBackend
+    from sage_lsp.backends.base import Backend
+    from sage_lsp.chat.engine import TurnResult
+    from sage_lsp.services.managed_backend import ManagedBackend
     from sage_lsp.services.manager import Progress
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,26 @@ class Session:
         if self.progress is not None:
             self.progress.report(message)
 
+    @contextlib.asynccontextmanager
+    async def turn_backend(self, settings: Settings) -> AsyncIterator[Backend]:
+        """The backend for one turn with ``settings``: the session's, whose status then
+        follows how the turn ends; or, when the turn overrides a backend setting, one of its
+        own, prepared for this turn and closed after it, which leaves the status alone."""
+        if self.needs_own_backend(settings):
+            own = create_backend(settings)
+            try:
+                await own.prepare()
+                yield own
+            finally:
+                await own.aclose()
+            return
+        try:
+            yield await self.backend()
+        except BackendError as exc:
+            self.report(exc)
+            raise
+        self.report(None)
+
     def report(self, exc: BackendError | None) -> None:
         """Tell the status after a turn: an error, or ready again after one."""
         if exc is not None:
@@ -205,5 +227,5 @@ class Session:
 def _manages_a_service(backend: Backend | None) -> TypeGuard[ManagedBackend]:
     """Whether ``backend`` runs its own model service (the manager is only imported once one
     is built, so its module being absent means no)."""
-    managed = sys.modules.get("sage_lsp.backends.managed")
+    managed = sys.modules.get("sage_lsp.services.managed_backend")
     return managed is not None and isinstance(backend, managed.ManagedBackend)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sage_lsp.backends.base import BackendError, ErrorKind
+from sage_lsp import protocol
 from sage_lsp.config import Settings
+from sage_lsp.core.errors import BackendError, ErrorKind, ServiceFailure
 from sage_lsp.processes import create_time
 from sage_lsp.services import logfile, probe
 from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
@@ -80,10 +81,24 @@ class ServiceHandle:
         return f"http://{probe.HOST}:{self.port}/v1"
 
 
-def service_failed(message: str, entry: ServiceEntry, exit_code: int | None) -> BackendError:
+def held_service(entry: ServiceEntry) -> protocol.HeldService:
+    """A registry entry as the protocol reports it (without its API key)."""
+    return protocol.HeldService(
+        name=entry.name,
+        served_model_name=entry.served_model_name,
+        port=entry.port,
+        pid=entry.pid,
+        owned=True,  # sage-lsp manages only services it launched (docs/services.md)
+        holders=len(entry.live_holders()),
+        log_path=entry.log_path,
+        started_at=entry.started_at,
+    )
+
+
+def service_failed(message: str, entry: ServiceEntry, exit_code: int | None) -> ServiceFailure:
     """A -32003 error with the tail of the service's log (its key masked)."""
     log_path, key = Path(entry.log_path), entry.api_key
-    return BackendError(
+    return ServiceFailure(
         ErrorKind.SERVICE_FAILED,
         logfile.mask(message, key),
         f"see {log_path}",

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from sage_lsp.backends.base import BackendError, ErrorKind
+from sage_lsp.core.errors import BackendError, ErrorKind, ServiceFailure
 from sage_lsp.processes import create_time, stop_group
 from sage_lsp.services import logfile
 from sage_lsp.services.store import MERGE_RECORD, FinetunedModel
@@ -42,7 +42,7 @@ MERGE_MODULE = "sage_lsp.services.merge_child"
 """The module the child runs (``python -m``)."""
 
 
-class MergeError(BackendError):
+class MergeError(ServiceFailure):
     """A merge that failed, with where its log is and how it ended."""
 
     def __init__(

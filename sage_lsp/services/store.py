@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.config import model_name
+from sage_lsp.core.errors import BackendError, ErrorKind, InvalidInput
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 MERGE_RECORD = "sage_merge.json"
@@ -23,7 +23,7 @@ MERGE_RECORD = "sage_merge.json"
 ModelState = Literal["merged", "adapter", "checkpoints"]
 
 
-class InvalidModelName(ValueError):
+class InvalidModelName(InvalidInput, ValueError):
     """A model name that is not a single safe path component."""
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from sage_lsp.backends.factory import create_backend
-from sage_lsp.backends.managed import finetune_backend
 from sage_lsp.config import load_settings
 from sage_lsp.processes import create_time, is_alive
 from sage_lsp.services import probe
+from sage_lsp.services.factory import create_backend
 from sage_lsp.services.launcher import new_api_key, vllm_command
 from sage_lsp.services.logfile import LOG_MAX_BYTES, backup
+from sage_lsp.services.managed_backend import finetune_backend
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Holder, Registry, ServiceEntry
 from sage_lsp.services.supervisor import Supervisor

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from sage_lsp.backends.base import BackendError, ChatRequest, Delta, ErrorKind, Message
-from sage_lsp.backends.managed import finetune_backend
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.processes import group_alive, is_alive
+from sage_lsp.services.managed_backend import finetune_backend
 from sage_lsp.services.manager import Progress, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.services.conftest import FAKE_MODEL
@@ -211,7 +211,7 @@ async def test_unknown_model_and_bad_name() -> None:
 
 HOLDER = """
 import asyncio, sys
-from sage_lsp.backends.managed import finetune_backend
+from sage_lsp.services.managed_backend import finetune_backend
 from sage_lsp.config import load_settings
 async def main():
     backend = finetune_backend(load_settings({"backend": "finetune", "finetune_model": "tiny",
@@ -241,7 +241,7 @@ async def test_sigkill_of_every_holder_still_stops_the_service() -> None:
 
 
 async def test_vllm_backend_with_a_model_and_no_url_manages_a_base_model() -> None:
-    from sage_lsp.backends.factory import create_backend
+    from sage_lsp.services.factory import create_backend
 
     backend = create_backend(
         settings(backend="vllm", model="org/base-model", finetune_port=closed_port())

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from sage_lsp.backends.base import BackendError, ChatRequest, Delta, ErrorKind, Message
-from sage_lsp.backends.managed import ManagedBackend, finetune_backend
 from sage_lsp.config import Settings, load_settings
+from sage_lsp.services.managed_backend import ManagedBackend, finetune_backend
 from sage_lsp.services.manager import ServiceHandle, ServiceManager
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.services.conftest import FAKE_MODEL

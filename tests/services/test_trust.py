@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from sage_lsp.backends.base import BackendError, ErrorKind
-from sage_lsp.backends.managed import finetune_backend
+from sage_lsp.services.managed_backend import finetune_backend
 from sage_lsp.services.manager import Progress
 from tests.services.test_manager import (
     MODEL,

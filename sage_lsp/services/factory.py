@@ -1,13 +1,18 @@
-"""Build the backend that the settings ask for."""
+"""Build the backend that the settings ask for: an endpoint backend (``backends/``), or one
+whose model server sage-lsp runs itself (:mod:`sage_lsp.services.managed_backend`).
+
+It sits above both, so the backends never import the services that run models.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sage_lsp.backends.base import Backend, BackendError, ErrorKind
+from sage_lsp.backends.base import Backend
 from sage_lsp.backends.mock import MockBackend
 from sage_lsp.backends.openai_compat import ENDPOINTS, OpenAICompatibleBackend
 from sage_lsp.config import Settings
+from sage_lsp.core.errors import BackendError, ErrorKind
 
 if TYPE_CHECKING:
     from sage_lsp.services.manager import ProgressCallback
@@ -22,11 +27,11 @@ def create_backend(settings: Settings, on_progress: ProgressCallback | None = No
         return MockBackend()
     # The backend manager is imported only when needed: not at the language server's start-up.
     if settings.backend == "finetune":
-        from sage_lsp.backends.managed import finetune_backend
+        from sage_lsp.services.managed_backend import finetune_backend
 
         return finetune_backend(settings, on_progress)
     if settings.backend == "vllm" and settings.model and not settings.base_url:
-        from sage_lsp.backends.managed import managed_vllm_backend
+        from sage_lsp.services.managed_backend import managed_vllm_backend
 
         return managed_vllm_backend(settings, on_progress)
     if settings.backend in ENDPOINTS:

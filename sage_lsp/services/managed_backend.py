@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
 
-from sage_lsp.backends.base import BackendError, ChatRequest, ErrorKind, StreamEvent
+from sage_lsp import protocol
+from sage_lsp.backends.base import ChatRequest, StreamEvent
 from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.config import Settings
-from sage_lsp.services.manager import ProgressCallback, ServiceHandle, ServiceManager
+from sage_lsp.core.errors import BackendError, ErrorKind
+from sage_lsp.services.manager import (
+    ProgressCallback,
+    ServiceHandle,
+    ServiceManager,
+    held_service,
+)
 from sage_lsp.services.store import ModelStore
 
 Ensure = Callable[[ServiceManager], Awaitable[ServiceHandle]]
@@ -60,21 +66,9 @@ class ManagedBackend:
         where = f" at {self.handle.base_url}" if self.handle else " (not started)"
         return f"{self.name} backend, model {self.model}{where}"
 
-    def service(self) -> dict[str, Any] | None:
+    def service(self) -> protocol.HeldService | None:
         """The service as ``sage/backend/status`` reports it."""
-        if self.handle is None:
-            return None
-        entry = self.handle.entry
-        return {
-            "name": self.handle.name,
-            "servedModelName": self.handle.served_model_name,
-            "port": self.handle.port,
-            "pid": entry.pid,
-            "owned": True,  # sage-lsp manages only services it launched (docs/services.md)
-            "holders": len(entry.live_holders()),
-            "logPath": entry.log_path,
-            "startedAt": entry.started_at,
-        }
+        return held_service(self.handle.entry) if self.handle else None
 
     async def prepare(self) -> None:
         """Ensure the service runs and this session holds it."""
