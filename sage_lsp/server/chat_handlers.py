@@ -57,6 +57,7 @@ async def chat(request: Request[protocol.ChatParams]) -> protocol.ChatResult:
                 )
             finally:
                 relay.flush()
+                session.keep(conversation)  # a stopped answer's part stays, as in memory
     session.record(result)
     return protocol.ChatResult(
         chat_id=result.chat_id,
@@ -77,16 +78,20 @@ async def chat(request: Request[protocol.ChatParams]) -> protocol.ChatResult:
 
 
 def _conversation(request: Request[protocol.ChatIdParams]) -> Conversation:
-    """The conversation the params name; -32602 when it is unknown."""
+    """The conversation the params name (this process's or a saved one); -32602 when it is
+    unknown."""
     chat_id = request.params.chat_id
-    if chat_id not in request.session.conversations:
+    conversation = request.session.known(chat_id)
+    if conversation is None:
         raise protocol.InvalidParams(f"chatId {chat_id!r} is unknown")
-    return request.session.conversations[chat_id]
+    return conversation
 
 
 async def reset(request: Request[protocol.ChatIdParams]) -> protocol.Empty:
-    """Forget a conversation's turns."""
-    _conversation(request).reset()
+    """Forget a conversation's turns, here and on disk."""
+    conversation = _conversation(request)
+    conversation.reset()
+    request.session.keep(conversation)
     return protocol.Empty()
 
 

@@ -18,6 +18,7 @@ from sage_lsp.services.factory import create_backend
 if TYPE_CHECKING:
     from sage_lsp.backends.base import Backend
     from sage_lsp.chat.engine import TurnResult
+    from sage_lsp.chat.saved import SavedConversations
     from sage_lsp.services.managed_backend import ManagedBackend
     from sage_lsp.services.manager import Progress
 
@@ -79,15 +80,42 @@ class Session:
     # --- conversations -----------------------------------------------------------------------
 
     def conversation(self, chat_id: str | None) -> Conversation:
-        """The conversation ``chat_id``, created when new (also under an id the client chose)."""
-        if chat_id is not None and chat_id in self.conversations:
-            return self.conversations[chat_id]
+        """The conversation ``chat_id``, created when new (also under an id the client chose),
+        with the turns an earlier server process saved under that id."""
+        found = self.known(chat_id) if chat_id is not None else None
+        if found is not None:
+            return found
         conversation = Conversation(self.settings.system_prompt, self.settings.history_tokens)
         if chat_id is not None:
             conversation.chat_id = chat_id
+        return self._add(conversation)
+
+    def known(self, chat_id: str) -> Conversation | None:
+        """The conversation ``chat_id`` of this session, or the one an earlier server process
+        saved (an editor window reload starts a new process); None when there is neither."""
+        if chat_id in self.conversations:
+            return self.conversations[chat_id]
+        turns = self._saved().load(chat_id)
+        if turns is None:
+            return None
+        settings = self.settings
+        return self._add(
+            Conversation(settings.system_prompt, settings.history_tokens, chat_id, turns=turns)
+        )
+
+    def keep(self, conversation: Conversation) -> None:
+        """Save ``conversation`` as it is now, for a later server process (none left: removed)."""
+        self._saved().save(conversation)
+
+    def _add(self, conversation: Conversation) -> Conversation:
         self.conversations[conversation.chat_id] = conversation
         self.turn_locks[conversation.chat_id] = asyncio.Lock()
         return conversation
+
+    def _saved(self) -> SavedConversations:
+        from sage_lsp.chat.saved import SavedConversations
+
+        return SavedConversations(self.settings.paths.chats_dir)
 
     def record(self, result: TurnResult) -> None:
         """Count a finished turn in the metrics."""
