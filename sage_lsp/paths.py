@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +82,8 @@ def create_private_file(path: Path) -> Path:
 
 def write_private_text(path: Path, text: str) -> None:
     """Replace ``path`` at once with ``text`` (UTF-8) in a new file of mode 0600."""
+    import tempfile  # not at the language server's start-up (it brings shutil, bz2, random)
+
     make_private_dir(path.parent)
     out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, removed on failure
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False

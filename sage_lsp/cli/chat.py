@@ -11,10 +11,9 @@ from typing import Annotated
 import typer
 
 from sage_lsp.cli.failures import Debug
-from sage_lsp.cli.runner import run_chat
 from sage_lsp.config import BACKENDS, DEFAULT_INDEX, load_settings
-from sage_lsp.rag.index import DocIndex
-from sage_lsp.rag.retrieve import embedder_for, open_index
+
+# Each command imports what it runs (chat, retrieval) when it runs: `sage lsp` needs none of it.
 
 chat_app = typer.Typer(help="Chat with a model; ingest and show retrieval indexes.")
 
@@ -51,11 +50,17 @@ def chat(
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Print the answer when it is complete.")
     ] = False,
+    no_markdown: Annotated[
+        bool,
+        typer.Option("--no-markdown", help="Print answers as plain text, not rendered Markdown."),
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Chat with a model: a REPL, or one answer with --ask or a question on stdin."""
     if ctx.invoked_subcommand is not None:
         return
+    from sage_lsp.cli.runner import run_chat
+
     overrides = {
         "backend": backend,
         "model": model,
@@ -66,7 +71,7 @@ def chat(
         "index": index,
         "top_k": top_k,
     }
-    run_chat(overrides, ask, not no_stream, debug)
+    run_chat(overrides, ask, not no_stream, debug, markdown=not no_markdown)
 
 
 @chat_app.command("ingest")
@@ -79,6 +84,9 @@ def ingest(
 ) -> None:
     """Build or update an index from a folder of docs (only changed files are read again)."""
     from rich.progress import Progress
+
+    from sage_lsp.rag.index import DocIndex
+    from sage_lsp.rag.retrieve import embedder_for
 
     settings = load_settings()
     target = DocIndex(settings.sage_home, index, embedder_for(settings))
@@ -107,6 +115,8 @@ def show(
     index: Annotated[str, typer.Option(help="Index name.")] = DEFAULT_INDEX,
 ) -> None:
     """Print an index's manifest."""
+    from sage_lsp.rag.retrieve import open_index
+
     target = open_index(load_settings(), index)
     target.counts()
     print(json.dumps(target.manifest(), indent=2, ensure_ascii=False))

@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 
 from sage_lsp.cli.failures import Debug
-from sage_lsp.cli.progress import ProgressPrinter
-from sage_lsp.cli.runner import run_chat
 from sage_lsp.cli.table import print_table
 from sage_lsp.config import Settings, load_settings
-from sage_lsp.services.manager import ServiceManager
-from sage_lsp.services.store import ModelStore
+
+# Each command imports what it runs (chat, the manager) when it runs: `sage lsp` needs none of it.
 
 finetune_app = typer.Typer(help="Finetuned models: chat, merge, list.", no_args_is_help=True)
 
@@ -24,6 +22,8 @@ def finetune_chat(
     debug: Debug = False,
 ) -> None:
     """Chat with a finetuned model: ``sage chat --backend finetune --finetune-model NAME``."""
+    from sage_lsp.cli.runner import run_chat
+
     overrides = {"backend": "finetune", "finetune_model": name, "finetune_port": port}
     run_chat(overrides, None, True, debug)
 
@@ -35,6 +35,9 @@ def finetune_merge(
     debug: Debug = False,
 ) -> None:
     """Merge the model's LoRA adapter into its base (lora_weights/, else the last checkpoint)."""
+    from sage_lsp.cli.progress import ProgressPrinter
+    from sage_lsp.services.manager import ServiceManager
+
     manager = ServiceManager(load_settings(), ProgressPrinter())
     model = manager.store.get(name)
     source = model.adapter_source()
@@ -49,6 +52,8 @@ def finetune_merge(
 @finetune_app.command("list")
 def finetune_list() -> None:
     """The finetuned models under $SAGE_HOME/finetune_output, with base and state."""
+    from sage_lsp.services.store import ModelStore
+
     store = ModelStore(load_settings().sage_home)
     models = store.list()
     if not models:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sage_lsp.cli.failures import EXIT_FAILURE, Debug, fail
-from sage_lsp.cli.progress import ProgressPrinter
 from sage_lsp.config import BACKENDS, load_settings
 from sage_lsp.paths import users_umask
-from sage_lsp.pipeline.builder import BuildResult, build_pipeline
-from sage_lsp.pipeline.catalog import load_catalog
-from sage_lsp.services.factory import create_backend
+
+if TYPE_CHECKING:
+    from sage_lsp.pipeline.builder import BuildResult
 
 pipeline_app = typer.Typer(help="SAGE pipelines: build a plan from a description.",
                            no_args_is_help=True)  # fmt: skip
@@ -38,6 +37,12 @@ def build(
     debug: Debug = False,
 ) -> None:
     """Ask the model for a plan, check it, feed the problems back (up to 6 tries), write YAML."""
+    # Imported when the command runs: `sage lsp` needs none of it.
+    from sage_lsp.cli.progress import ProgressPrinter
+    from sage_lsp.pipeline.builder import build_pipeline
+    from sage_lsp.pipeline.catalog import load_catalog
+    from sage_lsp.services.factory import create_backend
+
     settings = load_settings(
         {"backend": backend, "model": model, "base_url": base_url, "api_key": api_key,
          "finetune_model": finetune_model, "finetune_port": finetune_port}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from sage_lsp.services.manager import Progress
+if TYPE_CHECKING:
+    from sage_lsp.services.manager import Progress
 
 QUIET_SECONDS = 5.0
 """Without a terminal, a line at most this often (and at each change of phase)."""

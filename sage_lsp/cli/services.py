@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sage_lsp.cli.failures import EXIT_FAILURE, EXIT_USAGE, fail
 from sage_lsp.cli.table import print_table
 from sage_lsp.config import load_settings
-from sage_lsp.services.manager import ServiceManager
+
+if TYPE_CHECKING:
+    from sage_lsp.services.manager import ServiceManager
 
 services_app = typer.Typer(help="Model services started by sage-lsp: list, stop.")
 
 
 def _manager() -> ServiceManager:
+    from sage_lsp.services.manager import ServiceManager  # on use: `sage lsp` starts without it
+
     return ServiceManager(load_settings())
 
 

@@ -23,7 +23,6 @@ from sage_lsp.paths import default_sage_home, private_umask
 from sage_lsp.protocol import DEFAULT_TCP_PORT
 from sage_lsp.server.app import SageServer
 from sage_lsp.server.logs import setup_logging
-from sage_lsp.server.tcp import OneClient, TokenError, create_token, read_token, token_path
 from sage_lsp.server.transport import (
     Writer,
     open_stdio,
@@ -80,6 +79,8 @@ async def _run_session(
 async def _serve_tcp(server: SageServer, host: str, port: int, token_file: Path | None) -> int:
     """Serve the one TCP client that sends the token (see :mod:`sage_lsp.server.tcp`); return
     the exit code: the session's, 1 when the port cannot be used, 2 for a bad token file."""
+    from sage_lsp.server.tcp import OneClient, TokenError, create_token, read_token, token_path
+
     gate = OneClient(partial(_run_session, server))
     written: Path | None = None
     try:

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from sage_lsp import protocol
-from sage_lsp.chat.conversation import Conversation
 from sage_lsp.config import Settings
 from sage_lsp.core.errors import BackendError
-from sage_lsp.services.factory import create_backend
 
+# The chat and the backends are imported on first use, not at start-up (the initialize answer).
 if TYPE_CHECKING:
     from sage_lsp.backends.base import Backend
+    from sage_lsp.chat.conversation import Conversation
     from sage_lsp.chat.engine import TurnResult
     from sage_lsp.chat.saved import SavedConversations
     from sage_lsp.services.managed_backend import ManagedBackend
@@ -85,6 +85,8 @@ class Session:
         found = self.known(chat_id) if chat_id is not None else None
         if found is not None:
             return found
+        from sage_lsp.chat.conversation import Conversation
+
         conversation = Conversation(self.settings.system_prompt, self.settings.history_tokens)
         if chat_id is not None:
             conversation.chat_id = chat_id
@@ -98,6 +100,8 @@ class Session:
         turns = self._saved().load(chat_id)
         if turns is None:
             return None
+        from sage_lsp.chat.conversation import Conversation
+
         settings = self.settings
         return self._add(
             Conversation(settings.system_prompt, settings.history_tokens, chat_id, turns=turns)
@@ -142,6 +146,8 @@ class Session:
             progress: WorkProgress | None = None
             try:
                 if self._backend is None:
+                    from sage_lsp.services.factory import create_backend
+
                     self._backend = create_backend(self.settings, self._on_progress)
                 if _manages_a_service(self._backend) and self.progress is not None:
                     progress = self.progress
@@ -170,6 +176,8 @@ class Session:
         follows how the turn ends; or, when the turn overrides a backend setting, one of its
         own, prepared for this turn and closed after it, which leaves the status alone."""
         if self.needs_own_backend(settings):
+            from sage_lsp.services.factory import create_backend
+
             own = create_backend(settings)
             try:
                 await own.prepare()

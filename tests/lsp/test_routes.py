@@ -45,7 +45,8 @@ def test_a_feature_handler_is_there(feature: Any) -> None:
 
 
 def _server(**conversations: Any) -> Any:
-    return SimpleNamespace(session=SimpleNamespace(conversations=conversations))
+    session = SimpleNamespace(conversations=conversations, known=conversations.get)
+    return SimpleNamespace(session=session)
 
 
 def _dispatch(method: str, raw: Any, server: Any = None) -> Any:
@@ -108,18 +109,27 @@ def test_the_family_maps_to_json_rpc_codes() -> None:
     assert (error.code, error.data) == (-32001, {"kind": "auth", "hint": "check the key"})
 
 
+def _loaded_by(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    code += "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(run.stdout.split())
+
+
+DEFERRED = {
+    "yaml", "sage_lsp.pipeline", "sage_lsp.rag", "sage_lsp.chat", "sage_lsp.backends",
+    "sage_lsp.services", "sage_lsp.server.tcp", "openai", "httpx", "tempfile",
+}  # fmt: skip
+"""What the ``initialize`` answer does not need, so start-up does not import it."""
+
+
 def test_start_up_imports_no_handler_nor_what_they_need() -> None:
-    code = (
-        "import sys, sage_lsp.server.main\n"
-        "from sage_lsp.config import Settings\n"
-        "sage_lsp.server.main.SageServer(Settings())\n"
-        "print(' '.join(sorted(sys.modules)))\n"
+    loaded = _loaded_by(
+        "from sage_lsp.server import main\nmain.SageServer(*main.initial_settings())"
     )
-    loaded = set(subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split())  # fmt: skip
-    handlers = {r.handler.split(":")[0] for r in (*ROUTES, *FEATURES)}
-    deferred = {f"sage_lsp.server.{h}" for h in handlers} | {
-        "yaml", "sage_lsp.pipeline", "sage_lsp.rag", "sage_lsp.chat.engine", "openai", "httpx",
-    }  # fmt: skip
-    assert loaded & deferred == set()
+    handlers = {f"sage_lsp.server.{r.handler.split(':')[0]}" for r in (*ROUTES, *FEATURES)}
+    assert loaded & (DEFERRED | handlers) == set()
+
+
+def test_the_sage_command_loads_what_a_command_runs_only_when_it_runs() -> None:
+    assert _loaded_by("import sage_lsp.cli.app") & DEFERRED == set()
