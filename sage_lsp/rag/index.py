@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 from sage_lsp.config import Settings, model_name
 from sage_lsp.core.errors import InvalidInput
@@ -32,7 +33,8 @@ from sage_lsp.rag import dense
 from sage_lsp.rag.chunking import SUFFIXES, Chunk, chunk_document
 from sage_lsp.rag.dense import Embedder
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: words are stemmed (FTS5's ``porter`` tokenizer); 1 did not stem."""
 MIB = 1 << 20
 """The unit of ``ingest_max_file_mb``."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
@@ -145,19 +147,25 @@ def cjk_bigrams(text: str) -> str:
     return " ".join(grams)
 
 
-COMMON_SHARE = 0.05
-"""Query terms found in more than this share of the chunks are left out (they cost the most to
-rank and, with their low IDF, add the least) unless fewer than :data:`KEEP_TERMS` would remain."""
+COSTLY_CHUNKS = 2000
+"""A query term found in more chunks than this is costly to rank (FTS5 reads every chunk that
+holds it to weigh it), and its low IDF adds little: it is left out of the query while
+:data:`KEEP_TERMS` rarer terms found in the index remain. A bound on cost, not a share of the
+corpus: on an index of up to this many chunks every word of the question counts."""
 KEEP_TERMS = 2
+_CJK_STOPWORDS = re.compile("为什么|什么|怎么|怎样|如何|多少|哪些|哪个|是否|请问|[的是吗呢了吧]")
+"""Chinese question words and particles, cut out of a query's CJK text before its bigrams."""
 
 
 def query_terms(query: str) -> list[str]:
-    """The query's words (without English stopwords) and CJK bigrams, in order, once each."""
+    """The query's words (without English stopwords) and CJK bigrams (without Chinese question
+    words), in order, once each."""
     terms: list[str] = []
     for word in _WORD.findall(_CJK.sub(" ", query).lower()):
         if word not in STOPWORDS and word not in terms:
             terms.append(word)
-    return terms + [g for g in cjk_bigrams(query).split() if g not in terms]
+    bigrams = cjk_bigrams(_CJK_STOPWORDS.sub(" ", query)).split()
+    return terms + [g for g in dict.fromkeys(bigrams) if g not in terms]
 
 
 def match_query(query: str, terms: list[str] | None = None) -> str | None:
@@ -171,6 +179,39 @@ def match_query(query: str, terms: list[str] | None = None) -> str | None:
 def _quoted(term: str) -> str:
     """``term`` as an FTS5 string (a phrase of one token, operators taken literally)."""
     return '"' + term.replace('"', '""') + '"'
+
+
+class _TermCounts:
+    """How many chunks of one index hold each term, kept in the process for as long as the
+    index is not ingested again: a count over :data:`COSTLY_CHUNKS` is only known to be over
+    it until it is asked for exactly (counting reads every chunk that holds the term)."""
+
+    _by_index: ClassVar[dict[Path, _TermCounts]] = {}
+
+    def __init__(self, generation: str | None) -> None:
+        self.generation = generation
+        self.counts: dict[str, int] = {}
+        self.exact: set[str] = set()
+
+    @classmethod
+    def of(cls, db_path: Path, generation: str | None) -> _TermCounts:
+        """The counts of the index at ``db_path`` as ingested last (``generation``)."""
+        counts = cls._by_index.get(db_path)
+        if counts is None or counts.generation != generation:
+            counts = cls._by_index[db_path] = cls(generation)
+        return counts
+
+    def get(self, db: sqlite3.Connection, term: str, exact: bool = False) -> int:
+        """The chunks holding ``term``: exact, or at most :data:`COSTLY_CHUNKS` and one."""
+        if term not in self.counts or (exact and term not in self.exact):
+            limit = "" if exact else f" LIMIT {COSTLY_CHUNKS + 1}"
+            query = f"SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?{limit}"
+            self.counts[term] = db.execute(
+                f"SELECT count(*) FROM ({query})", (_quoted(term),)
+            ).fetchone()[0]
+            if exact or self.counts[term] <= COSTLY_CHUNKS:
+                self.exact.add(term)
+        return self.counts[term]
 
 
 def index_dir(sage_home: Path) -> Path:
@@ -194,6 +235,24 @@ class DocIndex:
     def exists(self) -> bool:
         """Whether the index has been built."""
         return self.db_path.is_file()
+
+    def outdated(self) -> bool:
+        """Whether the index was built by a version of sage-lsp with another schema."""
+        if not self.exists():
+            return False
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{self.db_path.as_uri()}?mode=ro", uri=True)
+            ) as db:
+                return self._meta(db, "schema") != str(SCHEMA_VERSION)
+        except sqlite3.DatabaseError:
+            return False  # damaged: searching it says so
+
+    def remove(self) -> None:
+        """Delete the index: its database (with SQLite's journal files) and manifest."""
+        journals = [self.db_path.with_name(self.db_path.name + end) for end in ("-wal", "-shm")]
+        for path in (self.db_path, *journals, self.manifest_path):
+            path.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
@@ -240,8 +299,7 @@ class DocIndex:
                 anchor TEXT, start INTEGER, text TEXT);
             CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_path);
             CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-                text, title, heading, cjk, tokenize = 'unicode61 remove_diacritics 2');
-            CREATE VIRTUAL TABLE IF NOT EXISTS chunks_terms USING fts5vocab(chunks_fts, 'row');
+                text, title, heading, cjk, tokenize = 'porter unicode61 remove_diacritics 2');
             """
         )
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -311,6 +369,10 @@ class DocIndex:
             self._embed_missing(db)
             documents, chunks_total = self._counts(db)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('chunks', ?)", (str(chunks_total),))
+            if report.added or report.updated or report.removed:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),)
+                )
         report.seconds = time.monotonic() - started
         self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
         return report
@@ -398,16 +460,14 @@ class DocIndex:
         return found[:limit]
 
     def _selective_terms(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
-        """``terms`` without those in more than :data:`COMMON_SHARE` of the chunks (the rarest
-        :data:`KEEP_TERMS` always stay)."""
-        total = int(self._meta(db, "chunks") or 0)
-        if len(terms) <= KEEP_TERMS or total == 0:
-            return terms
-        marks = ",".join("?" * len(terms))
-        query = f"SELECT term, doc FROM chunks_terms WHERE term IN ({marks})"
-        counts = dict(db.execute(query, terms))
-        rarest = sorted(terms, key=lambda t: counts.get(t, 0))[:KEEP_TERMS]
-        return [t for t in terms if t in rarest or counts.get(t, 0) <= COMMON_SHARE * total]
+        """``terms`` found in the index, less those in more than :data:`COSTLY_CHUNKS` chunks
+        while :data:`KEEP_TERMS` rarer ones remain (the rarest found always stay)."""
+        counts = _TermCounts.of(self.db_path, self._meta(db, "generation"))
+        found = [t for t in terms if counts.get(db, t)]
+        costly = [t for t in found if counts.get(db, t) > COSTLY_CHUNKS]
+        keep = max(0, KEEP_TERMS - (len(found) - len(costly)))
+        rarest = sorted(costly, key=lambda t: counts.get(db, t, exact=True))[:keep]
+        return [t for t in found if t not in costly or t in rarest]
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> str | None:

@@ -67,8 +67,10 @@ def _embedder(kind: str, model: str, url: str | None, api_key: str | None) -> Em
 
 def open_index(settings: Settings, name: str) -> DocIndex:
     """The index ``name`` with the configured embedder; ``docs-public`` is built from the
-    package's docs if missing."""
+    package's docs if missing, or built again if an older sage-lsp made it."""
     index = DocIndex(settings.sage_home, name, embedder_for(settings))
+    if name == DEFAULT_INDEX and index.outdated():
+        index.remove()
     if not index.exists() and name == DEFAULT_INDEX:
         docs = packaged_docs()
         if not docs.is_dir():
