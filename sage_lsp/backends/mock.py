@@ -9,6 +9,10 @@ from collections.abc import AsyncGenerator
 from sage_lsp.backends.base import ChatRequest, Delta, Finish, StreamEvent, Usage
 
 _WORD = re.compile(r"\S+\s*|\s+")
+_FENCE = re.compile(r"([ \t]*)(`{3,}|~{3,})")
+QUOTE_CHARS = 600
+"""The mock quotes at most this many characters of a passage (whole lines, but for a first line
+longer than that)."""
 
 NO_MODEL_HINT = (
     "To talk to a real model, pick a backend: `sage chat --backend vllm` (a vLLM server on "
@@ -22,12 +26,9 @@ def mock_answer(request: ChatRequest) -> str:
     question = next((m.content for m in reversed(request.messages) if m.role == "user"), "").strip()
     if request.passages:
         best = request.passages[0]
-        quote = " ".join(best.text.split())
-        if len(quote) > 600:
-            quote = quote[:600].rsplit(" ", 1)[0] + " …"
         where = f"{best.title} — {best.heading}" if best.heading else best.title
         return (
-            f"From the docs ({where}) [{best.n}]:\n\n> {quote}\n\n"
+            f"From the docs ({where}) [{best.n}]:\n\n{quote_markdown(best.text)}\n\n"
             f"(This is the mock backend quoting its best source. {NO_MODEL_HINT})"
         )
     turns = sum(1 for m in request.messages if m.role == "user")
@@ -38,6 +39,37 @@ def mock_answer(request: ChatRequest) -> str:
         f"This is the mock backend (turn {turns}); it runs offline and does not call a model. "
         f"You said: “{short}”. {NO_MODEL_HINT}"
     )
+
+
+def quote_markdown(text: str, limit: int = QUOTE_CHARS) -> str:
+    """A passage as Markdown with its lines kept (tables, lists and code blocks read as they
+    do in the source), cut at a line end after ``limit`` characters with a closing ``…``; a
+    code fence the cut (or the passage) leaves open is closed, so the answer's next words are
+    not taken for code."""
+    lines = [line.rstrip() for line in text.strip("\n").splitlines()]
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    cut = len(kept) < len(lines)
+    if not kept and lines:  # one line longer than the limit: cut it between words
+        kept = [lines[0][:limit].rsplit(" ", 1)[0] + " …"]
+        cut = False
+    fence = ""  # the open code fence's indent and marker, e.g. "  ```"
+    for line in kept:
+        marker = _FENCE.match(line)
+        if marker is None:
+            continue
+        if not fence:
+            fence = marker.group(0)
+        elif marker.group(2).startswith(fence.strip()) and not line.strip(" \t" + fence[-1]):
+            fence = ""
+    if fence:
+        kept.append(fence)
+    return "\n".join(kept + (["", "…"] if cut else []))
 
 
 class MockBackend:
