@@ -13,6 +13,7 @@ import pexpect
 import pytest
 
 from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.terminal import screen
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +21,10 @@ PROMPT = "you>"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
-def spawn(*args: str) -> pexpect.spawn:
+def start(*args: str) -> pexpect.spawn:
+    """``sage chat ARGS`` in a terminal of 40 lines, 200 columns."""
     env = {**os.environ, "TERM": "xterm", "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    child = pexpect.spawn(
+    return pexpect.spawn(
         sys.executable,
         ["-m", "sage_lsp.cli", "chat", *args],
         env=env,
@@ -30,6 +32,10 @@ def spawn(*args: str) -> pexpect.spawn:
         timeout=20,
         dimensions=(40, 200),
     )
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    child = start(*args)
     child.expect_exact("Ctrl-D leaves.")
     child.expect_exact(PROMPT)
     return child
@@ -153,3 +159,30 @@ def test_pipeline_command_and_intent(repl: pexpect.spawn) -> None:
     out = ask(repl, "please build a pipeline that filters error logs", "valid after 1")
     assert "name: hello-world-log" in out
     ask(repl, "/pipeline", "usage: /pipeline DESCRIPTION")
+
+
+def test_a_one_shot_answer_is_rendered_in_a_terminal_and_raw_with_no_markdown(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "guide.md").write_text(
+        "# Guide\n\n## Install\n\nRun:\n\n```bash\npip install sage-lsp\n```\n\n"
+        "| flag | meaning |\n|------|---------|\n| -q   | ask one question |\n"
+    )
+    ingest = [sys.executable, "-m", "sage_lsp.cli", "chat", "ingest", "--index", "guide"]
+    subprocess.run([*ingest, "--source", str(tmp_path)], check=True, capture_output=True)
+
+    def shown(*flags: str) -> str:
+        child = start("--index", "guide", "-q", "how do I install sage-lsp?", *flags)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        return "\n".join(screen(str(child.before)))
+
+    rendered = shown()
+    assert "pip install sage-lsp" in rendered and "ask one question" in rendered
+    assert "```" not in rendered and "|------|" not in rendered and "`" not in rendered
+    assert "sources: [1] guide.md#install" in rendered
+    raw = shown("--no-markdown")
+    assert "Run:\n\n```bash\npip install sage-lsp\n```\n\n| flag | meaning |" in raw
+    assert "pick a backend: `sage chat --backend vllm`" in raw
+    assert "sources: [1] guide.md#install" in raw

@@ -14,6 +14,7 @@ from rich.markup import escape
 from sage_lsp.backends.base import Backend
 from sage_lsp.chat.conversation import Conversation
 from sage_lsp.chat.engine import ChatEngine, TurnResult
+from sage_lsp.cli.render import AnswerView, MarkdownAnswer, PlainAnswer
 from sage_lsp.config import Settings
 from sage_lsp.core.types import Passage
 from sage_lsp.pipeline.builder import build_pipeline, is_pipeline_request
@@ -38,13 +39,21 @@ Ctrl-C stops an answer, Ctrl-D (or exit, quit, q) leaves.
 
 
 class ChatSession:
-    """One terminal chat: a backend, a conversation, and where the answers are written."""
+    """One terminal chat: a backend, a conversation, and where the answers are written: as
+    plain text to ``out``, or rendered as Markdown on ``markdown``, a terminal's console."""
 
-    def __init__(self, settings: Settings, backend: Backend, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        out: TextIO | None = None,
+        markdown: Console | None = None,
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.engine = ChatEngine(backend, max_tokens=settings.max_tokens)
         self.out = out or sys.stdout
+        self.markdown = markdown
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.conversation = self._new_conversation()
         self.sources: list[Passage] = []
@@ -63,14 +72,17 @@ class ChatSession:
         self.sources = await asyncio.to_thread(
             retrieve, settings, settings.index, question, settings.top_k
         )
-        result = await self.engine.run_turn(
-            self.conversation, question, self._write if stream else None, self.sources
-        )
+        view: AnswerView = MarkdownAnswer(self.markdown) if self.markdown else PlainAnswer(self.out)
+        try:
+            result = await self.engine.run_turn(
+                self.conversation, question, view.write if stream else None, self.sources
+            )
+            if not stream:
+                view.write(result.text)
+            view.end()
+        finally:
+            view.close()
         self.sources = list(result.passages)  # those that fitted the model's context
-        if not stream:
-            self._write(result.text)
-        if not result.text.endswith("\n"):
-            self._write("\n")
         if result.finish_reason == "length":
             self._write("[the answer was cut off at the token limit]\n")
         if self.sources:

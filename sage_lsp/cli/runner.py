@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from sage_lsp.cli.failures import EXIT_USAGE, fail
 from sage_lsp.cli.progress import ProgressPrinter
+from sage_lsp.cli.render import markdown_console
 from sage_lsp.cli.repl import ChatSession
 from sage_lsp.config import load_settings
 from sage_lsp.paths import create_private_file
@@ -42,10 +43,18 @@ async def _interactive(session: ChatSession, debug: bool) -> None:
         await session.backend.aclose()
 
 
-def run_chat(overrides: Mapping[str, object], ask: str | None, stream: bool, debug: bool) -> None:
-    """Run ``sage chat`` with these flag values (shared by ``sage finetune chat``)."""
+def run_chat(
+    overrides: Mapping[str, object],
+    ask: str | None,
+    stream: bool,
+    debug: bool,
+    markdown: bool = True,
+) -> None:
+    """Run ``sage chat`` with these flag values (shared by ``sage finetune chat``); answers
+    are rendered as Markdown when ``markdown`` and stdout is a terminal, else plain text."""
     settings = load_settings(overrides)
-    session = ChatSession(settings, create_backend(settings, ProgressPrinter()))
+    console = markdown_console(sys.stdout) if markdown else None
+    session = ChatSession(settings, create_backend(settings, ProgressPrinter()), markdown=console)
     question = ask
     if question is None and not sys.stdin.isatty():
         question = sys.stdin.read().strip()
