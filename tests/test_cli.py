@@ -75,6 +75,17 @@ def test_no_stream_prints_the_same_answer(openai_server: OpenAIServer) -> None:
     assert result.stdout == "The answer.\n"
 
 
+def test_a_markdown_answer_is_plain_text_when_stdout_is_not_a_terminal(
+    openai_server: OpenAIServer,
+) -> None:
+    openai_server.reply = Reply(tokens=["# Title\n\n", "```py\n", "x = 1\n", "```\n", "- a"])
+    url = openai_server.base_url
+    for flags in ((), ("--no-markdown",), ("--no-stream",)):
+        result = sage("chat", "--backend", "compatible", "--base-url", url, "-q", "?", *flags)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "# Title\n\n```py\nx = 1\n```\n- a\n"
+
+
 def test_env_var_selects_the_backend(openai_server: OpenAIServer) -> None:
     env = {"SAGE_DEBUG_BACKEND": "compatible", "SAGE_BASE_URL": openai_server.base_url}
     result = sage("chat", "-q", "hello", env=env)
