@@ -13,8 +13,8 @@ The 240 queries: the 79 labelled questions of ``rag_quality`` and 161 of 2 to 6 
 the corpus's word frequencies, some in "how do I ..." or "what is ..." phrasing. Each is one
 ``DocIndex.search`` for the top 4 as ``sage chat`` runs it (opening the database
 included), timed once after a warm-up, in one process: like a ``sage chat`` session or the
-language server, it remembers how many chunks hold a word once it has counted them, until the
-index is ingested again. Targets at 100k chunks: p50 under 5 ms, p95 under 20 ms. With the
+language server, it remembers how many chunks hold a word once it has counted them, until a
+document of the index changes. Targets at 100k chunks: p50 under 5 ms, p95 under 20 ms. With the
 ranking before (each query looked its words up in ``fts5vocab`` and dropped those in more than
 5 % of the chunks), the recombined paragraphs gave p50 6.27 ms and p95 20.92 ms at 100k chunks,
 and the words drawn one by one 8.58 and 27.06 ms.

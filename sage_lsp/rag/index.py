@@ -182,9 +182,10 @@ def _quoted(term: str) -> str:
 
 
 class _TermCounts:
-    """How many chunks of one index hold each term, kept in the process for as long as the
-    index is not ingested again: a count over :data:`COSTLY_CHUNKS` is only known to be over
-    it until it is asked for exactly (counting reads every chunk that holds the term)."""
+    """How many chunks of one index hold each term, kept in the process until a document of
+    the index is stored or dropped (by any process). A count over :data:`COSTLY_CHUNKS` is
+    only known to be over it until it is asked for exactly (counting reads every chunk that
+    holds the term)."""
 
     _by_index: ClassVar[dict[Path, _TermCounts]] = {}
 
@@ -369,10 +370,6 @@ class DocIndex:
             self._embed_missing(db)
             documents, chunks_total = self._counts(db)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('chunks', ?)", (str(chunks_total),))
-            if report.added or report.updated or report.removed:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),)
-                )
         report.seconds = time.monotonic() - started
         self._write_manifest(source, chunk_size, chunk_overlap, documents, chunks_total)
         return report
@@ -432,6 +429,9 @@ class DocIndex:
 
     @staticmethod
     def _drop(db: sqlite3.Connection, rel: str) -> None:
+        """Remove the document ``rel`` and its chunks (in the caller's transaction), and mark
+        the index changed: counts of terms remembered by searching processes are stale."""
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),))
         ids = [row[0] for row in db.execute("SELECT id FROM chunks WHERE doc_path = ?", (rel,))]
         db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         db.executemany("DELETE FROM vectors WHERE chunk_id = ?", [(i,) for i in ids])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sage_lsp.config import Settings
+from sage_lsp.rag import index as index_module
 from sage_lsp.rag.index import DocIndex, RetrievalError, match_query, query_terms
 from sage_lsp.rag.retrieve import packaged_docs, retrieve
 
@@ -114,3 +115,37 @@ def test_an_older_docs_public_is_built_again(sage_home: Path) -> None:
     assert not DocIndex(sage_home, "docs-public").outdated()
     with pytest.raises(RetrievalError, match="another version of sage-lsp"):
         retrieve(settings, "mine", "start the language server", 4)
+
+
+def test_a_word_added_later_is_found_by_the_same_process(tmp_path: Path, small: DocIndex) -> None:
+    """Counts remembered from an earlier search do not hide a document ingested since."""
+    assert not small.search("zeppelin", 4)
+    (tmp_path / "docs" / "new.md").write_text("# New\n\nThe zeppelin lands at noon.\n", "utf-8")
+    small.ingest(tmp_path / "docs")
+    assert small.search("zeppelin", 4)[0].doc_path == "new.md"
+
+
+def test_words_in_very_many_chunks(
+    tmp_path: Path, sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cost bound a common word is left out while two rarer ones remain, and a question
+    of common words alone still finds passages."""
+    monkeypatch.setattr(index_module, "COSTLY_CHUNKS", 3)
+    (tmp_path / "many").mkdir()
+    for n in range(6):
+        words = "Query settings." if n < 4 else "Query. The efSearch value is 96." * (n == 4)
+        (tmp_path / "many" / f"d{n}.md").write_text(f"# Doc {n}\n\n{words}\n")
+    index = DocIndex(sage_home, "many")
+    index.ingest(tmp_path / "many")
+    with index.connect() as db:
+        assert index._selective_terms(db, query_terms("query settings efSearch")) == [
+            "settings",
+            "efsearch",
+        ]
+        assert index._selective_terms(db, query_terms("query settings value efSearch")) == [
+            "value",
+            "efsearch",
+        ]
+        assert index._selective_terms(db, query_terms("query settings")) == ["query", "settings"]
+    assert index.search("query settings value efSearch", 1)[0].doc_path == "d4.md"
+    assert len(index.search("query settings", 4)) == 4
