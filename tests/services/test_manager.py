@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError, ChatRequest, Delta, ErrorKind, Message
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.processes import group_alive, is_alive
@@ -100,7 +101,7 @@ async def test_launch_answer_and_stop_when_released() -> None:
     assert backend.handle is not None and backend.handle.entry is not None
     entry = backend.handle.entry
     assert (await ask(backend)).startswith("fake0 fake1")
-    info = backend.service()
+    info = protocol.to_wire(backend.service())  # as sage/backend/status sends it
     assert info is not None and info["servedModelName"] == MODEL and info["owned"] is True
     assert {p.phase for p in seen} >= {"starting", "ready"}
     log = Path(entry.log_path).read_text()

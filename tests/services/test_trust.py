@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sage_lsp import protocol
 from sage_lsp.backends.base import BackendError, ErrorKind
 from sage_lsp.services.managed_backend import finetune_backend
 from sage_lsp.services.manager import Progress
@@ -129,7 +130,8 @@ async def test_a_server_we_did_not_launch_gets_no_request_and_no_key(
     await backend.prepare()
     assert backend.handle and backend.handle.port != port
     assert any(f"port {port} is taken; using {backend.handle.port}" in p.detail for p in seen)
-    assert backend.service() is not None and backend.service()["owned"] is True  # type: ignore[index]
+    service = protocol.to_wire(backend.service())  # as sage/backend/status sends it
+    assert service is not None and service["owned"] is True
     assert (await ask(backend)).startswith("fake0")
     await backend.aclose()
     assert stranger.seen == []
