@@ -82,6 +82,6 @@ def test_core_imports_nothing_of_sage_lsp() -> None:
 def test_the_check_sees_an_import_inside_a_function() -> None:
     source = "import os\n\ndef f():\n    from sage_lsp.services.manager import ServiceManager\n"
     assert imports(source) == [(4, "sage_lsp.services.manager.ServiceManager")]
-    assert layer("sage_lsp.services.manager.ServiceManager") > layer("sage_lsp.backends.factory")
+    assert layer("sage_lsp.services.manager.ServiceManager") > layer("sage_lsp.backends.mock")
     assert layer("sage_lsp.protocol") < layer("sage_lsp.backends.base")
     assert layer("sage_lsp.core.errors") == 0
