@@ -203,7 +203,8 @@ describe('chat panel in Chromium', { skip: missing ? `${CHROMIUM} is missing` : 
       await link.waitFor();
       assert.match((await link.textContent()) ?? '', /^\[1\] Installing sage-lsp/);
       assert.equal(await page2.page.locator('.source-path').first().textContent(), 'guide/install.md');
-      assert.equal(await page2.page.locator('.markdown blockquote').count(), 1);
+      // The mock quotes the passage as Markdown: its inline code is rendered as code.
+      assert.equal(await page2.page.locator('.turn[data-status="done"] .markdown code').filter({ hasText: 'python -m venv .venv' }).count(), 1);
       await link.click();
       await waitFor(() => editor.calls.at(-1)?.[0] === 'openSource', 'the source to open');
       const [call, opened] = editor.calls.at(-1) ?? [];
