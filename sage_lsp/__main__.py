@@ -1,5 +1,5 @@
 """``python -m sage_lsp`` starts the language server on stdio (``--tcp`` for TCP)."""
 
-from sage_lsp.server.main import main
+from sage_lsp.server.start import serve
 
-main()
+serve()

@@ -51,7 +51,7 @@ def lsp(
     ] = None,
 ) -> None:
     """Start the language server (stdio by default) for VS Code, Neovim and other editors."""
-    from sage_lsp.server.main import main as serve
+    from sage_lsp.server.start import serve
 
     tcp_args = ["--tcp", "--host", host, "--port", str(port)] if tcp else []
     serve(tcp_args + (["--token-file", str(token_file)] if token_file else []))
