@@ -3,6 +3,7 @@ with exact ranges, completion and hover."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,15 @@ def change_doc(client: LanguageClient, uri: str, text: str, version: int = 2) ->
     )
 
 
+async def published(client: LanguageClient) -> None:
+    """Wait for the next publishDiagnostics; a server that sends none fails the test in 30 s."""
+    await asyncio.wait_for(
+        client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), 30
+    )
+
+
 async def diagnostics_after(client: LanguageClient, uri: str) -> list[tuple[Any, ...]]:
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await published(client)
     return [(d.range, d.severity, d.source, d.message) for d in client.diagnostics.get(uri, [])]
 
 
@@ -152,7 +160,7 @@ async def test_completion_offers_keys_kinds_and_classes(
     uri = (tmp_path / "p.sage.yml").as_uri()
     text = "pipeline:\n  name: demo\n  \nstages:\n  - id: retrieve\n    kind: \n    class: \n\n"
     open_doc(client, uri, text)
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await published(client)
 
     assert await complete(client, uri, 7, 0) == [
         "source",
@@ -190,7 +198,7 @@ async def test_hover_shows_an_operators_description_and_parameters(
 ) -> None:
     uri = (tmp_path / "pipelines" / "rag.yaml").as_uri()
     open_doc(client, uri, GOOD)
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await published(client)
     hover = await client.text_document_hover_async(
         types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(8, 30))
     )
