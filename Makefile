@@ -23,12 +23,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# sage_lsp is installed editable; it is byte-compiled once here, since a Python run with
+# PYTHONDONTWRITEBYTECODE would otherwise compile it at every start of the server.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m compileall -q sage_lsp
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q sage_lsp
 	touch $@ $(VENV)/.installed
 
 ## install: make the virtual environment .venv and install sage-lsp into it
