@@ -72,7 +72,8 @@ def run() -> dict[str, Any]:
                        "SAGE_VLLM_ARGS": VLLM_ARGS, "VLLM_CPU_KVCACHE_SPACE": "1"})  # fmt: skip
     settings = load_settings()
     model = ModelStore(home).get(NAME)
-    run_merge(model, str(VLLM_PYTHON), home / "merge.log")
+    lock = settings.paths.run_dir / f"{NAME}.merge.lock"  # the backend manager's lock
+    run_merge(model, str(VLLM_PYTHON), home / "merge.log", lock_path=lock)
     bare = _bare(model.merged_dir, settings, home / "bare.log")
     managed, attach = asyncio.run(_managed(settings))
     deadline = time.monotonic() + 30
