@@ -139,9 +139,10 @@ def _line_start(text: str, after_heading: int) -> int:
 
 
 def windows(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
-    """``(offset, text)`` windows of at most ``size`` characters, ``overlap`` characters apart
-    from the next one, each cut back to a line end or sentence end when there is one past
-    40 % of the window."""
+    """``(offset, text)`` windows of at most ``size`` characters, each cut back to a line end or
+    sentence end when there is one past 40 % of the window; the next one starts about
+    ``overlap`` characters before that end, at a line start when there is one near (a quote of
+    it then begins with whole lines: a table row, a code line)."""
     result = []
     start = 0
     length = len(text)
@@ -160,8 +161,20 @@ def windows(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
             result.append((start, piece.strip()))
         if end >= length:
             break
-        start = max(end - overlap, start + 1)
+        start = _next_start(text, start, end, overlap)
     return result
+
+
+def _next_start(text: str, start: int, end: int, overlap: int) -> int:
+    """Where the window after ``text[start:end]`` starts: ``overlap`` characters before
+    ``end``, moved back to a line start in the window's second half, or else forward to the
+    first line start before ``end``."""
+    back = max(end - overlap, start + 1)
+    before = text.rfind("\n", max((start + end) // 2, start + 1) - 1, back)
+    if before != -1:
+        return before + 1
+    after = text.find("\n", back, end)
+    return after + 1 if after != -1 and after + 1 < end else back
 
 
 def chunk_document(

@@ -92,6 +92,17 @@ def test_windows_overlap_and_cut_at_sentence_ends() -> None:
         assert b < a + len(first), "neighbours overlap"
 
 
+def test_windows_of_a_table_start_and_end_with_whole_rows() -> None:
+    """A quote of any window reads as table rows, never from the middle of a cell."""
+    rows = [f"| `file-{n}.log` | what service {n} wrote, kept for a week |" for n in range(40)]
+    pieces = windows("\n".join(rows), 400, 120)
+    assert len(pieces) > 5
+    for _, piece in pieces:
+        assert all(line in rows for line in piece.splitlines()), piece
+    for (a, first), (b, _) in itertools.pairwise(pieces):
+        assert b < a + len(first), "neighbours overlap"
+
+
 def test_chunks_carry_their_place() -> None:
     chunks = chunk_document("docs/guide.md", GUIDE, chunk_size=200, chunk_overlap=40)
     stopping = [c for c in chunks if c.heading == "Stopping"]
