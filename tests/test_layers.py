@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "sage_lsp.rag": 3,
     "sage_lsp.services": 3,
     "sage_lsp.cli": 4,
+    "sage_lsp.gateway": 4,
     "sage_lsp.server": 4,
     "sage_lsp.__main__": 4,
 }

@@ -11,6 +11,7 @@ from sage_lsp.cli.chat import chat_app
 from sage_lsp.cli.failures import SageGroup
 from sage_lsp.cli.finetune import finetune_app
 from sage_lsp.cli.pipeline import pipeline_app
+from sage_lsp.cli.serve import serve_app
 from sage_lsp.cli.services import services_app
 from sage_lsp.paths import private_umask
 from sage_lsp.protocol import DEFAULT_TCP_PORT
@@ -29,6 +30,7 @@ app.add_typer(chat_app, name="chat")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(services_app, name="services")
+app.add_typer(serve_app, name="serve")
 
 
 @app.callback()

@@ -415,22 +415,44 @@ class ServiceManager:
 
     # --- releasing, listing, stopping -------------------------------------------------------
 
+    def _drop_hold(self, name: str) -> ServiceEntry | None:
+        """Under the registry lock: give up this session's hold on ``name``. Returns its entry
+        when nobody holds it any more and its supervisor lives; a service whose supervisor is
+        gone is stopped here."""
+        self.held.discard(name)
+        entry = self.registry.read(name)
+        if entry is None:
+            return None
+        entry.holders = [h for h in entry.live_holders() if h != self.holder]
+        if not entry.holders and not entry.supervisor_alive():
+            entry.stop_group(READY_GRACE_SECONDS)
+            self.registry.remove(name)
+            return None
+        self.registry.write(entry)
+        return None if entry.holders else entry
+
     def release_sync(self) -> None:
         """Give up this session's holds; a service whose supervisor is gone is stopped here."""
         with self.registry.locked():
             for name in sorted(self.held):
-                entry = self.registry.read(name)
-                if entry is None:
-                    continue
-                entry.holders = [h for h in entry.live_holders() if h != self.holder]
-                if not entry.holders and not entry.supervisor_alive():
-                    entry.stop_group(READY_GRACE_SECONDS)
-                    self.registry.remove(name)
-                else:
-                    self.registry.write(entry)
+                self._drop_hold(name)
         self.held.clear()
         for child in self._children:
             child.poll()
+
+    def release_one(self, name: str, *, stop: bool = False, wait: float = 20.0) -> bool:
+        """Give up this session's hold on service ``name`` alone. With ``stop``, a service that
+        nobody else holds is stopped now (its supervisor is told under the registry lock, so no
+        session joins it in between) and this waits up to ``wait`` s for it to end; without,
+        its supervisor stops it after ``keep_alive_seconds``. Returns whether it was stopped."""
+        with self.registry.locked():
+            unheld = self._drop_hold(name)
+            if unheld is None or not stop or not unheld.signal_supervisor(signal.SIGTERM):
+                return False
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and self.registry.read(name) is not None:
+            time.sleep(0.1)
+        return True
 
     async def release(self) -> None:
         """Give up this session's holds (the supervisor stops a service nobody holds)."""

@@ -305,3 +305,20 @@ def test_api_keys_never_look_like_flags() -> None:
 
     keys = {new_api_key() for _ in range(500)}
     assert len(keys) == 500 and all(key[0].isalnum() and len(key) >= 32 for key in keys)
+
+
+async def test_release_one_stops_only_a_service_nobody_else_holds() -> None:
+    config = settings()
+    first, second = ServiceManager(config), ServiceManager(config)
+    port = config.finetune_port
+    await first.ensure_finetuned(MODEL, port)
+    await second.ensure_finetuned(MODEL, port)
+    entry = first.registry.read(MODEL)
+    assert entry is not None and len(entry.holders) == 2
+    assert await asyncio.to_thread(first.release_one, MODEL, stop=True) is False
+    kept = first.registry.read(MODEL)
+    assert first.held == set() and kept is not None and kept.holders == [second.holder]
+    assert kept.processes_alive()
+    assert await asyncio.to_thread(second.release_one, MODEL, stop=True) is True
+    assert second.registry.read(MODEL) is None
+    await wait_gone(entry, second.registry, 5)

@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server for tests and benchmarks (127.0.0.1, ephemeral port).
 
-It speaks HTTP/1.1 with chunked SSE streaming like vLLM does, records every request, and can be
+It speaks HTTP/1.1 with chunked SSE streaming like vLLM does (``/v1/completions`` answers without
+streaming), records every request (``GET /_test/requests`` lists them), and can be
 scripted to fail: an HTTP status, a slow stream, or a disconnect in mid-stream. It notices when
 a client closes a stream early and records when that happened.
 
@@ -85,6 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
             ]  # fmt: skip
             self._json(200, {"streams": streams, "requests": len(self.server.owner.requests)})
             return
+        if self.path == "/_test/requests":
+            self._json(200, {"requests": self.server.owner.requests})
+            return
         if not self._authorised():
             return
         if self.path.rstrip("/") != "/v1/models":
@@ -114,6 +118,12 @@ class _Handler(BaseHTTPRequestHandler):
             count = count_tokens(body.get("messages") or [])
             self._json(200, {"count": count, "max_model_len": owner.max_model_len,
                              "tokens": list(range(count))})  # fmt: skip
+            return
+        if self.path.rstrip("/") == "/v1/completions" and body.get("model") in owner.models:
+            choice = {"index": 0, "text": "".join(owner.reply.tokens), "logprobs": None,
+                      "finish_reason": owner.reply.finish_reason}  # fmt: skip
+            self._json(200, {"id": "cmpl-test", "object": "text_completion", "created": 0,
+                             "model": body["model"], "choices": [choice]})  # fmt: skip
             return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}")

@@ -1,0 +1,286 @@
+"""The gateway's ASGI app (starlette): the OpenAI-compatible routes, auth, errors in OpenAI's
+shape, and the relay of requests to the models' services."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sage_lsp.core.errors import SageError, ServiceFailure
+from sage_lsp.gateway.metrics import GatewayMetrics
+from sage_lsp.gateway.pool import ModelPool, UnknownModel
+from sage_lsp.services.manager import ServiceHandle
+
+UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=None)
+"""No read timeout: a long generation is not a failure."""
+
+
+def openai_error(status: int, message: str, type_: str, code: str | None) -> JSONResponse:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "code"}}``."""
+    body = {"error": {"message": message, "type": type_, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+@dataclass
+class Gateway:
+    """What the routes share: the key, the models' pool, the metrics and the upstream client."""
+
+    key: str
+    pool: ModelPool
+    metrics: GatewayMetrics
+    client: httpx2.AsyncClient | None = None
+
+    def authorised(self, request: Request) -> bool:
+        """Whether the request carries ``Authorization: Bearer KEY``."""
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.key}".encode())
+
+    @property
+    def upstream(self) -> httpx2.AsyncClient:
+        """The client to the services (made at the app's start)."""
+        assert self.client is not None, "the gateway's app has not started"
+        return self.client
+
+
+class Tally:
+    """Time to first token and tokens of one relayed answer, for the metrics."""
+
+    def __init__(self, gateway: Gateway, model: str, started: float) -> None:
+        self.metrics, self.model, self.started = gateway.metrics, model, started
+        self.first: float | None = None
+        self.chunks = 0
+        self.usage: int | None = None
+
+    def seen(self, event: dict[str, Any]) -> None:
+        """Count one answer or one streamed chunk: a chunk with text is a token, unless the
+        answer reports its usage."""
+        if self.first is None:
+            self.first = time.monotonic()
+            self.metrics.ttft.labels(model=self.model).observe(self.first - self.started)
+        for choice in event.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and delta.get("content"):
+                self.chunks += 1
+        usage = event.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage = usage["completion_tokens"]
+
+    def finish(self, status: int) -> None:
+        """Record the request and its tokens."""
+        self.metrics.requests.labels(model=self.model, status=str(status)).inc()
+        tokens = self.usage if self.usage is not None else self.chunks
+        if tokens:
+            self.metrics.tokens.labels(model=self.model).inc(tokens)
+
+
+def renamed(data: bytes, model: str, tally: Tally) -> bytes:
+    """One JSON answer (or one SSE event's data) with ``model`` as its model name."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(event, dict):
+        return data
+    tally.seen(event)
+    if "model" not in event or event["model"] == model:
+        return data
+    event["model"] = model
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+async def relay_events(upstream: httpx2.Response, model: str, tally: Tally) -> AsyncIterator[bytes]:
+    """The upstream's SSE stream, event by event as it comes, each naming ``model``."""
+    pending = b""
+    async for piece in upstream.aiter_raw():
+        pending += piece
+        *events, pending = pending.split(b"\n\n")
+        if not events:
+            continue
+        out = []
+        for event in events:
+            lines = [
+                b"data: " + renamed(line[6:], model, tally) if line.startswith(b"data: {") else line
+                for line in event.split(b"\n")
+            ]
+            out.append(b"\n".join(lines) + b"\n\n")
+        yield b"".join(out)
+    if pending:
+        yield pending
+
+
+class RelayedStream(StreamingResponse):
+    """A streamed answer whose ``on_close`` runs however the response ends: finished,
+    failed, or its client gone (which closes the upstream stream)."""
+
+    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the stream, then run ``on_close`` in any case."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_close()
+
+
+def failed_start(exc: SageError) -> JSONResponse:
+    """503 for a service that could not start: the cause and its log."""
+    log = exc.details.get("logPath")
+    message = exc.message + (f" (log: {log})" if log else "")
+    tail = exc.details.get("logTail")
+    if isinstance(tail, list) and tail:
+        message += "; last lines: " + " | ".join(str(line) for line in tail[-3:])
+    return openai_error(503, message, "service_unavailable", "model_start_failed")
+
+
+async def relay(gateway: Gateway, request: Request, path: str) -> Response:
+    """Ensure the requested model's service and relay the request to it, as is."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return openai_error(400, "the body is not JSON", "invalid_request_error", None)
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or not model:
+        return openai_error(400, "`model` is required", "invalid_request_error", None)
+    started = time.monotonic()
+    tally = Tally(gateway, model, started)
+    stack = contextlib.AsyncExitStack()
+    try:
+        handle: ServiceHandle = await stack.enter_async_context(gateway.pool.use(model))
+        upstream_body = {**body, "model": handle.served_model_name}
+        upstream_request = gateway.upstream.build_request(
+            "POST",
+            f"http://127.0.0.1:{handle.port}{path}",
+            json=upstream_body,
+            headers={"Authorization": f"Bearer {handle.api_key}"},
+        )
+        upstream = await gateway.upstream.send(upstream_request, stream=True)
+        stack.push_async_callback(upstream.aclose)
+    except UnknownModel as exc:
+        await stack.aclose()
+        tally.finish(404)
+        return openai_error(404, exc.message, "invalid_request_error", "model_not_found")
+    except ServiceFailure as exc:
+        await stack.aclose()
+        tally.finish(503)
+        return failed_start(exc)
+    except SageError as exc:
+        await stack.aclose()
+        tally.finish(400)
+        return openai_error(400, exc.message, "invalid_request_error", None)
+    except httpx2.HTTPError as exc:
+        await stack.aclose()
+        tally.finish(502)
+        return openai_error(502, f"{model}: its service did not answer: {exc}", "api_error", None)
+    status = upstream.status_code
+    if status == 200 and upstream.headers.get("content-type", "").startswith("text/event-stream"):
+
+        async def closed() -> None:
+            tally.finish(status)
+            await stack.aclose()
+
+        return RelayedStream(relay_events(upstream, model, tally), closed)
+    try:
+        data = await upstream.aread()
+    finally:
+        await stack.aclose()
+    content = renamed(data, model, tally) if status == 200 else data
+    tally.finish(status)
+    media = upstream.headers.get("content-type", "application/json")
+    return Response(content, status_code=status, media_type=media)
+
+
+def list_models(gateway: Gateway) -> JSONResponse:
+    """The store's finetuned models and the running services, in OpenAI's list shape."""
+    seen: dict[str, dict[str, Any]] = {}
+    for name in gateway.pool.store_models():
+        seen[name] = {"id": name, "object": "model", "created": 0, "owned_by": "sage"}
+    for entry in gateway.pool.running():
+        seen.setdefault(
+            entry.name,
+            {"id": entry.name, "object": "model", "created": int(entry.started_at),
+             "owned_by": "sage"},
+        )  # fmt: skip
+    return JSONResponse({"object": "list", "data": list(seen.values())})
+
+
+def build_app(gateway: Gateway) -> Starlette:
+    """The gateway's app; its lifespan opens the upstream client and, at the end, releases
+    every hold (a service only the gateway held stops)."""
+
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if not gateway.authorised(request):
+                return openai_error(
+                    401,
+                    "Incorrect API key provided: send Authorization: Bearer KEY "
+                    "(`sage serve key` prints it)",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
+            return await handler(request)
+
+        return endpoint
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(_: Request) -> Response:
+        up = {name: False for name in gateway.pool.store_models()}
+        for entry in gateway.pool.running():
+            up[entry.name] = entry.state == "ready"
+        text = gateway.metrics.render(up)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def models(_: Request) -> Response:
+        return list_models(gateway)
+
+    async def chat(request: Request) -> Response:
+        return await relay(gateway, request, "/v1/chat/completions")
+
+    async def completions(request: Request) -> Response:
+        return await relay(gateway, request, "/v1/completions")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with httpx2.AsyncClient(timeout=UPSTREAM_TIMEOUT, trust_env=False) as client:
+            gateway.client = client
+            try:
+                yield
+            finally:
+                await gateway.pool.close()
+
+    async def no_route(request: Request) -> Response:
+        return openai_error(
+            404, f"no route {request.method} {request.url.path}", "invalid_request_error", None
+        )
+
+    routes = [
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/v1/models", guarded(models)),
+        Route("/v1/chat/completions", guarded(chat), methods=["POST"]),
+        Route("/v1/completions", guarded(completions), methods=["POST"]),
+        Route("/v1/{rest:path}", guarded(no_route), methods=["GET", "POST", "DELETE"]),
+        Route("/api/{rest:path}", guarded(no_route), methods=["GET", "POST", "DELETE"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

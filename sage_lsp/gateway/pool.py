@@ -1,0 +1,141 @@
+"""The models the gateway serves: one start per model however many requests wait for it, a
+hold on each service while the gateway uses it, and its release ``ttl`` seconds after the
+model's last request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from sage_lsp.core.errors import InvalidInput
+from sage_lsp.services.manager import ServiceHandle, ServiceManager
+from sage_lsp.services.registry import ServiceEntry
+from sage_lsp.services.store import check_name
+
+STOP_WAIT_SECONDS = 12.0
+"""How long closing the gateway waits for a service it stops (SIGTERM: out within 20 s)."""
+
+
+class UnknownModel(InvalidInput):
+    """No finetuned model of the store and no running service has this name."""
+
+
+class ModelPool:
+    """Ensures models' services through one :class:`ServiceManager` (the gateway's holder)."""
+
+    def __init__(self, manager: ServiceManager, ttl: float, port: int) -> None:
+        self.manager = manager
+        self.ttl = ttl
+        """Seconds after a model's last request before its hold is released; 0: kept."""
+        self.port = port
+        """The port asked for a new service (the manager takes the next free one)."""
+        self._starts: dict[str, asyncio.Task[ServiceHandle]] = {}
+        self._handles: dict[str, ServiceHandle] = {}
+        self._busy: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.launches = 0
+        """How many starts (ensure calls) the pool made: joined requests add none."""
+
+    def store_models(self) -> list[str]:
+        """Names of the store's finetuned models."""
+        return [model.name for model in self.manager.store.list()]
+
+    def running(self) -> list[ServiceEntry]:
+        """Live services of the registry."""
+        return self.manager.services()
+
+    def _ensure(self, name: str) -> asyncio.Task[ServiceHandle]:
+        task = self._starts.get(name)
+        if task is None:
+            self.launches += 1
+            task = asyncio.create_task(self._start(name))
+            self._starts[name] = task
+        return task
+
+    async def _start(self, name: str) -> ServiceHandle:
+        """Ensure ``name``'s service; a failed start gives its hold up at once. Once started, a
+        model nobody waits for any more counts as idle."""
+        try:
+            handle = await self.manager.ensure_finetuned(name, self.port)
+        except Exception:
+            await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=0)
+            raise
+        finally:
+            self._starts.pop(name, None)
+        if name not in self._busy:
+            self._idle(name)
+        return handle
+
+    async def _handle(self, name: str) -> ServiceHandle:
+        """A handle on ``name``'s ready service: the one held, else joined or started."""
+        held = self._handles.get(name)
+        if held is not None:
+            entry = await asyncio.to_thread(self.manager.registry.read, name)
+            if entry is not None and entry.state == "ready" and entry.port == held.port:
+                return held
+            self._handles.pop(name, None)
+        if name not in self.store_models():
+            check_name(name)
+            entry = await asyncio.to_thread(self.manager.registry.read, name)
+            if entry is not None and entry.state == "ready" and entry.processes_alive():
+                # a running service that is not a finetuned model: relayed, not held
+                return ServiceHandle(
+                    name, entry.served_model_name, entry.port, entry.api_key, entry
+                )
+            raise UnknownModel(f"The model `{name}` does not exist.")
+        handle = await asyncio.shield(self._ensure(name))
+        self._handles[name] = handle
+        return handle
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str) -> AsyncIterator[ServiceHandle]:
+        """Hold ``name``'s service for one request; its TTL counts from the end of the last."""
+        self._busy[name] = self._busy.get(name, 0) + 1
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            yield await self._handle(name)
+        finally:
+            self._busy[name] -= 1
+            if self._busy[name] == 0:
+                del self._busy[name]
+                self._idle(name)
+
+    def _idle(self, name: str) -> None:
+        """Count the TTL of ``name`` from now (its last request ended)."""
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        if self.ttl > 0 and name in self.manager.held:
+            loop = asyncio.get_running_loop()
+            self._timers[name] = loop.call_later(
+                self.ttl, lambda: asyncio.ensure_future(self._expire(name))
+            )
+
+    async def _expire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        if name in self._busy or name in self._starts:
+            return  # a request came meanwhile, or a start whose end counts as idle again
+        self._handles.pop(name, None)
+        await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=STOP_WAIT_SECONDS)
+
+    async def close(self) -> None:
+        """Stop waiting for starts and release every hold: a service nobody else holds is
+        stopped now."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        starts = list(self._starts.values())
+        for task in starts:
+            task.cancel()
+        await asyncio.gather(*starts, return_exceptions=True)
+        self._handles.clear()
+        names = sorted(self.manager.held)
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(self.manager.release_one, n, stop=True, wait=STOP_WAIT_SECONDS)
+                for n in names
+            )
+        )
