@@ -76,7 +76,10 @@ class ModelPool:
                 return held
             self._handles.pop(name, None)
         if name not in self.store_models():
-            check_name(name)
+            try:
+                check_name(name)  # before it names a registry file
+            except InvalidInput:
+                raise UnknownModel(f"The model `{name}` does not exist.") from None
             entry = await asyncio.to_thread(self.manager.registry.read, name)
             if entry is not None and entry.state == "ready" and entry.processes_alive():
                 # a running service that is not a finetuned model: relayed, not held

@@ -52,6 +52,8 @@ def test_unknown_model_is_404_in_openais_shape(start_gateway: Start) -> None:
     error = caught.value.response.json()["error"]
     assert set(error) == OPENAI_ERROR_KEYS and error["code"] == "model_not_found"
     assert "nope" in error["message"]
+    with pytest.raises(openai.NotFoundError):  # not even a valid name
+        running.client().completions.create(model="../run", prompt="x")
 
 
 @pytest.mark.usefixtures("fake_vllm")

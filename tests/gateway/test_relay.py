@@ -5,16 +5,20 @@ disconnect, the TTL release and SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2
 import openai
 import pytest
 
+from sage_lsp.config import load_settings
+from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.registry import Registry
 from tests.gateway.conftest import FAKE_MODEL, RunningGateway, key_of, spawn_serve, wait_health
 from tests.gateway.test_gateway import OPENAI_ERROR_KEYS
@@ -148,24 +152,87 @@ def test_an_idle_model_is_released_after_its_ttl(start_gateway: Start, sage_home
     assert running.gateway.pool.manager.held == set()
 
 
-def test_sigterm_stops_the_gateway_and_the_services_only_it_held(sage_home: Path) -> None:
+def test_the_ttl_never_releases_a_model_while_a_request_streams(
+    start_gateway: Start, sage_home: Path
+) -> None:
+    running = start_gateway(ttl=0.5)
+    client = running.client()
+    client.chat.completions.create(model=FAKE_MODEL, messages=[{"role": "user", "content": "hi"}])
+    stream = client.chat.completions.create(  # 40 tokens, 0.05 s apart: longer than the TTL
+        model=FAKE_MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    texts = []
+    for chunk in stream:
+        texts.append(chunk.choices[0].delta.content or "")
+        if len(texts) == 35:  # 1.7 s into the stream: more than three TTLs
+            entry = registry(sage_home).read(FAKE_MODEL)
+            assert entry is not None and entry.state == "ready" and entry.processes_alive()
+    assert "".join(texts).startswith("fake0") and len(texts) == 42
+    wait_until(lambda: registry(sage_home).read(FAKE_MODEL) is None, 10, "the service stopped")
+
+
+@contextlib.contextmanager
+def serving(home: Path) -> Iterator[tuple[subprocess.Popen[str], openai.OpenAI]]:
+    """``sage serve --ttl 0`` as a process of its own, and the openai SDK on it; killed at the
+    end if it still runs."""
     port = closed_port()
     process = spawn_serve("--port", str(port), "--ttl", "0")
     try:
         wait_health(port, process)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key_of(sage_home))
-        client.chat.completions.create(
-            model=FAKE_MODEL, messages=[{"role": "user", "content": "hi"}]
-        )
-        entry = registry(sage_home).read(FAKE_MODEL)
-        assert entry is not None and entry.processes_alive()
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        process.wait(20)
-        assert time.monotonic() - started < 20
+        yield process, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key_of(home))
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def sigterm(process: subprocess.Popen[str]) -> float:
+    """Send SIGTERM and wait (up to 20 s) for the end: the seconds it took."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(20)
+    return time.monotonic() - started
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_sigterm_stops_the_gateway_and_the_services_only_it_held(sage_home: Path) -> None:
+    with serving(sage_home) as (process, client):
+        client.chat.completions.create(model=FAKE_MODEL, messages=HI)  # type: ignore[arg-type]
+        entry = registry(sage_home).read(FAKE_MODEL)
+        assert entry is not None and entry.processes_alive()
+        assert sigterm(process) < 20
     assert registry(sage_home).read(FAKE_MODEL) is None
     wait_until(lambda: not entry.processes_alive(), 5, "the service's processes ended")
+
+
+def test_sigterm_leaves_a_service_another_session_holds(sage_home: Path) -> None:
+    other = ServiceManager(load_settings({"vllm": {"startup_timeout_seconds": 8}}))
+    try:
+        with serving(sage_home) as (process, client):
+            client.chat.completions.create(model=FAKE_MODEL, messages=HI)  # type: ignore[arg-type]
+            entry = registry(sage_home).read(FAKE_MODEL)
+            assert entry is not None
+            asyncio.run(other.ensure_finetuned(FAKE_MODEL, entry.port))  # joins: two holders
+            sigterm(process)
+            kept = registry(sage_home).read(FAKE_MODEL)
+            assert kept is not None and kept.holders == [other.holder] and kept.processes_alive()
+    finally:
+        other.release_one(FAKE_MODEL, stop=True)
+    assert registry(sage_home).read(FAKE_MODEL) is None
+
+
+def test_sigterm_with_an_open_stream_exits_within_20_s(
+    sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_VLLM_TOKEN_DELAY", "1")  # a 40 s answer
+    with serving(sage_home) as (process, client):
+        stream = client.chat.completions.create(
+            model=FAKE_MODEL,
+            messages=HI,  # type: ignore[arg-type]
+            stream=True,
+        )
+        next(iter(stream))
+        assert sigterm(process) < 20
+    assert registry(sage_home).read(FAKE_MODEL) is None
