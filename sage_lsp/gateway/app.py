@@ -150,6 +150,18 @@ def failed_start(exc: SageError) -> JSONResponse:
     return openai_error(503, message, "service_unavailable", "model_start_failed")
 
 
+def refused(exc: SageError | httpx2.HTTPError, model: str) -> JSONResponse:
+    """The answer to a request whose model could not be reached: 404 for an unknown model,
+    503 for a failed start, 502 for a service that did not answer, else 400."""
+    if isinstance(exc, UnknownModel):
+        return openai_error(404, exc.message, "invalid_request_error", "model_not_found")
+    if isinstance(exc, ServiceFailure):
+        return failed_start(exc)
+    if isinstance(exc, httpx2.HTTPError):
+        return openai_error(502, f"{model}: its service did not answer: {exc}", "api_error", None)
+    return openai_error(400, exc.message, "invalid_request_error", None)
+
+
 async def relay(gateway: Gateway, request: Request, path: str) -> Response:
     """Ensure the requested model's service and relay the request to it, as is."""
     try:
@@ -173,22 +185,11 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
         )
         upstream = await gateway.upstream.send(upstream_request, stream=True)
         stack.push_async_callback(upstream.aclose)
-    except UnknownModel as exc:
+    except (SageError, httpx2.HTTPError) as exc:
         await stack.aclose()
-        tally.finish(404)
-        return openai_error(404, exc.message, "invalid_request_error", "model_not_found")
-    except ServiceFailure as exc:
-        await stack.aclose()
-        tally.finish(503)
-        return failed_start(exc)
-    except SageError as exc:
-        await stack.aclose()
-        tally.finish(400)
-        return openai_error(400, exc.message, "invalid_request_error", None)
-    except httpx2.HTTPError as exc:
-        await stack.aclose()
-        tally.finish(502)
-        return openai_error(502, f"{model}: its service did not answer: {exc}", "api_error", None)
+        refusal = refused(exc, model)
+        tally.finish(refusal.status_code)
+        return refusal
     status = upstream.status_code
     if status == 200 and upstream.headers.get("content-type", "").startswith("text/event-stream"):
 
