@@ -28,6 +28,14 @@ def serve(
             help="The file with the key clients send (default $SAGE_HOME/run/gateway.key)."
         ),
     ] = None,
+    max_models: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Models served at once (0: no limit); past it a request for another model "
+            "waits for an idle one to be released.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the finetuned models over OpenAI's API, started on demand, released when idle."""
     if ctx.invoked_subcommand is not None:
@@ -43,7 +51,7 @@ def serve(
         )
     from sage_lsp.gateway.serve import ServeOptions, run
 
-    run(load_settings(), ServeOptions(host, port, ttl, api_key_file))
+    run(load_settings(), ServeOptions(host, port, ttl, api_key_file, max_models))
 
 
 @serve_app.command("key")

@@ -1,6 +1,7 @@
 """The models the gateway serves: one start per model however many requests wait for it, a
-hold on each service while the gateway uses it, and its release ``ttl`` seconds after the
-model's last request."""
+hold on each service while the gateway uses it, its release ``ttl`` seconds after the model's
+last request, and a queue when ``max_models`` are running: a request for another model waits
+until one is idle, never evicting a model that is serving."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class UnknownModel(InvalidInput):
 class ModelPool:
     """Ensures models' services through one :class:`ServiceManager` (the gateway's holder)."""
 
-    def __init__(self, manager: ServiceManager, ttl: float, port: int) -> None:
+    def __init__(self, manager: ServiceManager, ttl: float, port: int, max_models: int = 0) -> None:
         self.manager = manager
         self.ttl = ttl
         """Seconds after a model's last request before its hold is released; 0: kept."""
@@ -34,6 +35,13 @@ class ModelPool:
         self._handles: dict[str, ServiceHandle] = {}
         self._busy: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.max_models = max_models
+        """How many models may be held or starting at once; 0: no limit."""
+        self._room = asyncio.Condition()
+        """Held while deciding whether a model may start; notified when a model is idle or
+        let go, so that queued requests look again."""
+        self._last_used: dict[str, float] = {}
+        self._failures: dict[str, str] = {}
         self.launches = 0
         """How many starts (ensure calls) the pool made: joined requests add none."""
 
@@ -45,24 +53,57 @@ class ModelPool:
         """Live services of the registry."""
         return self.manager.services()
 
-    def _ensure(self, name: str) -> asyncio.Task[ServiceHandle]:
-        task = self._starts.get(name)
-        if task is None:
-            self.launches += 1
-            task = asyncio.create_task(self._start(name))
-            self._starts[name] = task
+    def _occupied(self) -> set[str]:
+        """The models whose services the gateway holds or is starting."""
+        return set(self._handles) | set(self._starts)
+
+    def _idlest(self) -> str | None:
+        """The held model unused the longest, among those with no request in flight or
+        waiting; None if every held model is busy."""
+        idle = [n for n in self._handles if n not in self._busy and n not in self._starts]
+        return min(idle, key=lambda n: self._last_used.get(n, 0.0), default=None)
+
+    async def _ensure(self, name: str) -> asyncio.Task[ServiceHandle]:
+        """The start of ``name``: the one under way, else a new one once there is room (an
+        idle model is released to make it; with none idle, this waits)."""
+        if not self.max_models:
+            return self._starts.get(name) or self._begin(name)
+        async with self._room:
+            while name not in self._starts:
+                occupied = self._occupied()
+                if name in occupied or len(occupied) < self.max_models:
+                    return self._begin(name)
+                victim = self._idlest()
+                if victim is None:
+                    await self._room.wait()
+                else:
+                    await self._let_go(victim)
+            return self._starts[name]
+
+    def _begin(self, name: str) -> asyncio.Task[ServiceHandle]:
+        self.launches += 1
+        task = self._starts[name] = asyncio.create_task(self._start(name))
         return task
+
+    async def _wake(self) -> None:
+        """Tell queued requests to look for room again."""
+        async with self._room:
+            self._room.notify_all()
 
     async def _start(self, name: str) -> ServiceHandle:
         """Ensure ``name``'s service; a failed start gives its hold up at once. Once started, a
         model nobody waits for any more counts as idle."""
         try:
             handle = await self.manager.ensure_finetuned(name, self.port)
-        except Exception:
-            await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=0)
-            raise
-        finally:
+        except Exception as exc:
+            self._failures[name] = str(exc)
             self._starts.pop(name, None)
+            await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=0)
+            await self._wake()
+            raise
+        self._starts.pop(name, None)
+        self._failures.pop(name, None)
+        self._handles[name] = handle
         if name not in self._busy:
             self._idle(name)
         return handle
@@ -87,9 +128,7 @@ class ModelPool:
                     name, entry.served_model_name, entry.port, entry.api_key, entry
                 )
             raise UnknownModel(f"The model `{name}` does not exist.")
-        handle = await asyncio.shield(self._ensure(name))
-        self._handles[name] = handle
-        return handle
+        return await asyncio.shield(await self._ensure(name))
 
     @contextlib.asynccontextmanager
     async def use(self, name: str) -> AsyncIterator[ServiceHandle]:
@@ -104,7 +143,40 @@ class ModelPool:
             self._busy[name] -= 1
             if self._busy[name] == 0:
                 del self._busy[name]
+                self._last_used[name] = asyncio.get_running_loop().time()
                 self._idle(name)
+                await self._wake()
+
+    async def start(self, name: str) -> ServiceHandle:
+        """Start (or join) ``name``'s service and hold it as a request would; its TTL counts
+        from now."""
+        async with self.use(name) as handle:
+            return handle
+
+    async def stop(self, name: str) -> bool:
+        """Stop ``name``'s service now, whoever holds it (``sage services stop``). Requests
+        that wait for its start get its failure. Returns whether a service was stopped."""
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self._handles.pop(name, None)
+        stopped = await asyncio.to_thread(self.manager.stop, name, STOP_WAIT_SECONDS)
+        self.manager.held.discard(name)
+        await self._wake()
+        return stopped
+
+    def state(self, name: str) -> str:
+        """``starting``, ``ready``, ``failed`` (its last start failed) or ``stopped``."""
+        if name in self._starts:
+            return "starting"
+        entry = self.manager.registry.read(name)
+        if entry is not None and entry.processes_alive():
+            return "ready" if entry.state == "ready" else "starting"
+        return "failed" if name in self._failures else "stopped"
+
+    def failure(self, name: str) -> str | None:
+        """Why the last start of ``name`` failed, if it did (a later success forgets it)."""
+        return self._failures.get(name)
 
     def _idle(self, name: str) -> None:
         """Count the TTL of ``name`` from now (its last request ended)."""
@@ -121,6 +193,16 @@ class ModelPool:
         self._timers.pop(name, None)
         if name in self._busy or name in self._starts:
             return  # a request came meanwhile, or a start whose end counts as idle again
+        async with self._room:
+            await self._let_go(name)
+            self._room.notify_all()
+
+    async def _let_go(self, name: str) -> None:
+        """Release the gateway's hold on idle ``name``: its service stops unless another
+        session holds it."""
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
         self._handles.pop(name, None)
         await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=STOP_WAIT_SECONDS)
 

@@ -28,6 +28,9 @@ class ServeOptions:
     """Seconds a model stays held after its last request; 0: until the gateway stops."""
     key_file: Path | None = None
     """Where the key is; None: ``$SAGE_HOME/run/gateway.key``, created on first start."""
+    max_models: int = 0
+    """How many models' services the gateway runs at once; 0: no limit. Past it a request
+    for another model waits for one to be idle, which is then released."""
 
 
 def gateway_key(settings: Settings, key_file: Path | None) -> str:
@@ -38,7 +41,7 @@ def gateway_key(settings: Settings, key_file: Path | None) -> str:
 def make_gateway(settings: Settings, options: ServeOptions) -> Gateway:
     """The gateway's state: its key, a backend manager (its holder) and its metrics."""
     manager = ServiceManager(settings)
-    pool = ModelPool(manager, options.ttl, settings.finetune_port)
+    pool = ModelPool(manager, options.ttl, settings.finetune_port, options.max_models)
     return Gateway(gateway_key(settings, options.key_file), pool, GatewayMetrics())
 
 

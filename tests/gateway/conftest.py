@@ -59,11 +59,11 @@ def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
     """Start gateways in this process (``ttl`` as asked); they stop at the test's end."""
     started: list[RunningGateway] = []
 
-    def start(ttl: float = 0.0) -> RunningGateway:
+    def start(ttl: float = 0.0, max_models: int = 0) -> RunningGateway:
         settings = load_settings(
             {"finetune_port": closed_port(), "vllm": {"startup_timeout_seconds": 8}}
         )
-        options = ServeOptions(port=closed_port(), ttl=ttl)
+        options = ServeOptions(port=closed_port(), ttl=ttl, max_models=max_models)
         gateway = make_gateway(settings, options)
         server = uvicorn.Server(uvicorn_config(gateway, options))
         thread = threading.Thread(target=server.run, daemon=True)
