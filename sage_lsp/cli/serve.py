@@ -36,6 +36,9 @@ def serve(
             "waits for an idle one to be released.",
         ),
     ] = 0,
+    open_dashboard: Annotated[
+        bool, typer.Option("--open", help="Open the dashboard in the browser once serving.")
+    ] = False,
 ) -> None:
     """Serve the finetuned models over OpenAI's API, started on demand, released when idle."""
     if ctx.invoked_subcommand is not None:
@@ -51,7 +54,7 @@ def serve(
         )
     from sage_lsp.gateway.serve import ServeOptions, run
 
-    run(load_settings(), ServeOptions(host, port, ttl, api_key_file, max_models))
+    run(load_settings(), ServeOptions(host, port, ttl, api_key_file, max_models, open_dashboard))
 
 
 @serve_app.command("key")

@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from sage_lsp.core.errors import SageError, ServiceFailure
 from sage_lsp.gateway.metrics import GatewayMetrics
 from sage_lsp.gateway.pool import ModelPool, UnknownModel
+from sage_lsp.gateway.recent import RecentRequests, RequestRecord, throughput
 from sage_lsp.services.manager import ServiceHandle
 
 UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=None)
@@ -35,12 +36,14 @@ def openai_error(status: int, message: str, type_: str, code: str | None) -> JSO
 
 @dataclass
 class Gateway:
-    """What the routes share: the key, the models' pool, the metrics and the upstream client."""
+    """What the routes share: the key, the models' pool, the metrics, the recent requests
+    (for the dashboard) and the upstream client."""
 
     key: str
     pool: ModelPool
     metrics: GatewayMetrics
     client: httpx2.AsyncClient | None = None
+    recent: RecentRequests = field(default_factory=RecentRequests)
 
     def authorised(self, request: Request) -> bool:
         """Whether the request carries ``Authorization: Bearer KEY``."""
@@ -55,10 +58,12 @@ class Gateway:
 
 
 class Tally:
-    """Time to first token and tokens of one relayed answer, for the metrics."""
+    """Time to first token and tokens of one relayed answer, for the metrics and the
+    dashboard's recent requests."""
 
     def __init__(self, gateway: Gateway, model: str, started: float) -> None:
         self.metrics, self.model, self.started = gateway.metrics, model, started
+        self.recent = gateway.recent
         self.first: float | None = None
         self.chunks = 0
         self.usage: int | None = None
@@ -83,6 +88,14 @@ class Tally:
         tokens = self.usage if self.usage is not None else self.chunks
         if tokens:
             self.metrics.tokens.labels(model=self.model).inc(tokens)
+        duration = time.monotonic() - self.started
+        ttft = None if self.first is None else self.first - self.started
+        self.recent.add(
+            RequestRecord(
+                self.model, status, time.time(), duration, ttft, tokens,
+                throughput(tokens, duration, ttft),
+            )
+        )  # fmt: skip
 
 
 def renamed(data: bytes, model: str, tally: Tally) -> bytes:
@@ -275,7 +288,11 @@ def build_app(gateway: Gateway) -> Starlette:
             404, f"no route {request.method} {request.url.path}", "invalid_request_error", None
         )
 
+    from sage_lsp.gateway.dashboard import api_routes, page_routes  # it imports this module
+
     routes = [
+        *page_routes(),
+        *api_routes(gateway, guarded),
         Route("/health", health),
         Route("/metrics", metrics),
         Route("/v1/models", guarded(models)),

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
 
 import uvicorn
 
@@ -31,6 +37,8 @@ class ServeOptions:
     max_models: int = 0
     """How many models' services the gateway runs at once; 0: no limit. Past it a request
     for another model waits for one to be idle, which is then released."""
+    open_browser: bool = False
+    """Open the dashboard in the browser once serving (``--open``)."""
 
 
 def gateway_key(settings: Settings, key_file: Path | None) -> str:
@@ -57,9 +65,45 @@ def uvicorn_config(gateway: Gateway, options: ServeOptions) -> uvicorn.Config:
     )
 
 
+class Serving(Protocol):
+    """What :func:`open_when_serving` watches: uvicorn's server."""
+
+    started: bool
+    should_exit: bool
+
+
+def dashboard_url(host: str, port: int, key: str) -> str:
+    """The dashboard's address with the key in its fragment (never sent to the server); a
+    gateway listening on every address is opened on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/#key={quote(key, safe='')}"
+
+
+def open_when_serving(
+    server: Serving, url: str, opener: Callable[[str], object] = webbrowser.open
+) -> threading.Thread:
+    """A thread that opens ``url`` once ``server`` serves (none if it stops first)."""
+
+    def wait_and_open() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        opener(url)
+
+    thread = threading.Thread(target=wait_and_open, name="sage-serve-open", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(settings: Settings, options: ServeOptions) -> None:
     """Serve until SIGTERM or Ctrl-C; then every service only the gateway held stops."""
     gateway = make_gateway(settings, options)
     server = uvicorn.Server(uvicorn_config(gateway, options))
     print(f"sage serve: http://{options.host}:{options.port}/v1", flush=True)
+    print(f"sage serve: the dashboard is at http://{options.host}:{options.port}/", flush=True)
+    if options.open_browser:
+        open_when_serving(server, dashboard_url(options.host, options.port, gateway.key))
     server.run()
