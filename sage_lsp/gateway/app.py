@@ -3,13 +3,14 @@ shape, and the relay of requests to the models' services."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from starlette.applications import Starlette
@@ -23,6 +24,8 @@ from sage_lsp.gateway.metrics import GatewayMetrics
 from sage_lsp.gateway.pool import ModelPool, UnknownModel
 from sage_lsp.gateway.recent import RecentRequests, RequestRecord, throughput
 from sage_lsp.services.manager import ServiceHandle
+
+T = TypeVar("T")
 
 UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=None)
 """No read timeout: a long generation is not a failure."""
@@ -153,6 +156,39 @@ class RelayedStream(StreamingResponse):
             await self.on_close()
 
 
+CLIENT_GONE = 499
+"""The status counted for a request whose client went away before its answer (nginx's)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited (for a start, a queue or an answer)."""
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the client has disconnected (its body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; if the client disconnects first, ``work`` is cancelled and
+    :class:`ClientGone` raised (a queued or waiting client is dropped)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task not in done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone
+    return task.result()
+
+
 def failed_start(exc: SageError) -> JSONResponse:
     """503 for a service that could not start: the cause and its log."""
     log = exc.details.get("logPath")
@@ -163,9 +199,12 @@ def failed_start(exc: SageError) -> JSONResponse:
     return openai_error(503, message, "service_unavailable", "model_start_failed")
 
 
-def refused(exc: SageError | httpx2.HTTPError, model: str) -> JSONResponse:
+def refused(exc: SageError | httpx2.HTTPError | ClientGone, model: str) -> Response:
     """The answer to a request whose model could not be reached: 404 for an unknown model,
-    503 for a failed start, 502 for a service that did not answer, else 400."""
+    503 for a failed start, 502 for a service that did not answer, 499 (nobody reads it) for
+    a client gone meanwhile, else 400."""
+    if isinstance(exc, ClientGone):
+        return Response(status_code=CLIENT_GONE)
     if isinstance(exc, UnknownModel):
         return openai_error(404, exc.message, "invalid_request_error", "model_not_found")
     if isinstance(exc, ServiceFailure):
@@ -173,6 +212,23 @@ def refused(exc: SageError | httpx2.HTTPError, model: str) -> JSONResponse:
     if isinstance(exc, httpx2.HTTPError):
         return openai_error(502, f"{model}: its service did not answer: {exc}", "api_error", None)
     return openai_error(400, exc.message, "invalid_request_error", None)
+
+
+async def connect(
+    gateway: Gateway, stack: contextlib.AsyncExitStack, body: dict[str, Any], path: str
+) -> httpx2.Response:
+    """Hold the model's service (waiting for its start) and send the request to it; what
+    needs closing goes on ``stack``."""
+    handle: ServiceHandle = await stack.enter_async_context(gateway.pool.use(body["model"]))
+    upstream_request = gateway.upstream.build_request(
+        "POST",
+        f"http://127.0.0.1:{handle.port}{path}",
+        json={**body, "model": handle.served_model_name},
+        headers={"Authorization": f"Bearer {handle.api_key}"},
+    )
+    upstream = await gateway.upstream.send(upstream_request, stream=True)
+    stack.push_async_callback(upstream.aclose)
+    return upstream
 
 
 async def relay(gateway: Gateway, request: Request, path: str) -> Response:
@@ -188,17 +244,8 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
     tally = Tally(gateway, model, started)
     stack = contextlib.AsyncExitStack()
     try:
-        handle: ServiceHandle = await stack.enter_async_context(gateway.pool.use(model))
-        upstream_body = {**body, "model": handle.served_model_name}
-        upstream_request = gateway.upstream.build_request(
-            "POST",
-            f"http://127.0.0.1:{handle.port}{path}",
-            json=upstream_body,
-            headers={"Authorization": f"Bearer {handle.api_key}"},
-        )
-        upstream = await gateway.upstream.send(upstream_request, stream=True)
-        stack.push_async_callback(upstream.aclose)
-    except (SageError, httpx2.HTTPError) as exc:
+        upstream = await unless_gone(request, connect(gateway, stack, body, path))
+    except (SageError, httpx2.HTTPError, ClientGone) as exc:
         await stack.aclose()
         refusal = refused(exc, model)
         tally.finish(refusal.status_code)
@@ -212,7 +259,10 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
 
         return RelayedStream(relay_events(upstream, model, tally), closed)
     try:
-        data = await upstream.aread()
+        data = await unless_gone(request, upstream.aread())
+    except ClientGone:
+        tally.finish(CLIENT_GONE)
+        return Response(status_code=CLIENT_GONE)
     finally:
         await stack.aclose()
     content = renamed(data, model, tally) if status == 200 else data

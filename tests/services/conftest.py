@@ -54,7 +54,12 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch, sage_home: Path) -> None:
     """Put the fake vLLM on the path and a merged model (:data:`FAKE_MODEL`) in the store."""
     monkeypatch.setenv("PYTHONPATH", f"{FAKE_VLLM}{os.pathsep}{REPO}")
     monkeypatch.setenv("FAKE_VLLM_MODE", "ok")
-    model = sage_home / "finetune_output" / FAKE_MODEL
+    add_merged_model(sage_home, FAKE_MODEL)
+
+
+def add_merged_model(sage_home: Path, name: str) -> None:
+    """Put a merged model ``name`` (as the fake vLLM needs it) in the store."""
+    model = sage_home / "finetune_output" / name
     (model / "merged_model").mkdir(parents=True)
     (model / "merged_model" / "config.json").write_text("{}")
     (model / "finetune_meta.json").write_text(json.dumps({"model": "base/model"}))
