@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sage_lsp.core.errors import SageError, ServiceFailure
-from sage_lsp.gateway.metrics import GatewayMetrics
+from sage_lsp.gateway.metrics import GatewayMetrics, scrape
 from sage_lsp.gateway.pool import ModelPool, UnknownModel
 from sage_lsp.gateway.recent import RecentRequests, RequestRecord, throughput
 from sage_lsp.services.manager import ServiceHandle
@@ -310,9 +310,10 @@ def build_app(gateway: Gateway) -> Starlette:
 
     async def metrics(_: Request) -> Response:
         up = {name: False for name in gateway.pool.store_models()}
-        for entry in gateway.pool.running():
+        running = gateway.pool.running()
+        for entry in running:
             up[entry.name] = entry.state == "ready"
-        text = gateway.metrics.render(up)
+        text = gateway.metrics.render(up, await scrape(gateway.upstream, running))
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def models(_: Request) -> Response:
