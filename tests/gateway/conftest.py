@@ -56,12 +56,13 @@ class RunningGateway:
 
 @pytest.fixture
 def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
-    """Start gateways in this process (``ttl`` as asked); they stop at the test's end."""
+    """Start gateways in this process (``ttl``, ``max_models`` and the services'
+    ``startup_timeout`` as asked); they stop at the test's end."""
     started: list[RunningGateway] = []
 
-    def start(ttl: float = 0.0, max_models: int = 0) -> RunningGateway:
+    def start(ttl: float = 0.0, max_models: int = 0, startup_timeout: float = 8) -> RunningGateway:
         settings = load_settings(
-            {"finetune_port": closed_port(), "vllm": {"startup_timeout_seconds": 8}}
+            {"finetune_port": closed_port(), "vllm": {"startup_timeout_seconds": startup_timeout}}
         )
         options = ServeOptions(port=closed_port(), ttl=ttl, max_models=max_models)
         gateway = make_gateway(settings, options)

@@ -3,6 +3,7 @@ the state after a request, the start and stop buttons' endpoints and a service's
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 from sage_lsp.gateway.recent import SERIES_POINTS, STEP_SECONDS, RecentRequests, RequestRecord
 from sage_lsp.gateway.serve import dashboard_url, open_when_serving
 from sage_lsp.services.registry import Registry
-from tests.gateway.conftest import FAKE_MODEL, RunningGateway
+from tests.gateway.conftest import FAKE_MODEL, RunningGateway, key_of, spawn_serve, wait_health
 from tests.gateway.test_gateway import OPENAI_ERROR_KEYS
+from tests.support.ports import closed_port
 
 Start = Callable[..., RunningGateway]
 
@@ -193,3 +195,25 @@ def test_dashboard_url_and_open() -> None:
     server.started = True
     thread.join(5)
     assert opened == ["http://x/#key=k"]
+
+
+@pytest.mark.slow  # a `sage serve` process
+def test_serve_open_opens_the_dashboard_with_the_key(
+    sage_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))  # what Python's webbrowser runs
+    port = closed_port()
+    process = spawn_serve("--port", str(port), "--open")
+    try:
+        wait_health(port, process)
+        deadline = time.monotonic() + 10
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert opened.read_text() == f"http://127.0.0.1:{port}/#key={key_of(sage_home)}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)

@@ -173,7 +173,10 @@ function drawChart(state) {
   const { step, points, models } = state.series;
   const metric = $('metric').value;
   const names = Object.keys(models);
-  const width = 640, height = 180, left = 40, bottom = 20, top = 10;
+  const chart = $('chart');
+  const width = Math.max(320, Math.round(chart.clientWidth || 640));
+  const height = 180, left = 40, bottom = 20, top = 10;
+  chart.setAttribute('viewBox', `0 0 ${width} ${height}`);
   const max = Math.max(1, ...names.flatMap((name) => models[name][metric]));
   const x = (i) => left + (i * (width - left - 5)) / (points - 1);
   const y = (v) => height - bottom - (v * (height - bottom - top)) / max;
@@ -199,7 +202,7 @@ function drawChart(state) {
     });
     nodes.push(line);
   }
-  $('chart').replaceChildren(...nodes);
+  chart.replaceChildren(...nodes);
   $('legend').replaceChildren(...names.map((name) => {
     const swatch = el('i');
     swatch.style.background = colorOf(name, names);
@@ -225,11 +228,23 @@ async function openLog(name) {
   await refreshLog();
 }
 
+/** Read the open log's tail again; once its service is gone, the last lines read stay. */
 async function refreshLog() {
   if (!logName) return;
   const name = logName;
-  const log = await act(() => api(`/api/logs/${encodeURIComponent(name)}?lines=200`));
-  if (log && logName === name) {
+  let log;
+  try {
+    log = await api(`/api/logs/${encodeURIComponent(name)}?lines=200`);
+  } catch (error) {
+    if (error instanceof KeyRefused) {
+      askForKey(`The gateway refused this key: ${error.message}`);
+    } else if (logName === name) {
+      logName = null;
+      $('log-path').textContent = `${error.message} (the last lines read are shown)`;
+    }
+    return;
+  }
+  if (logName === name) {
     const pre = $('log');
     const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     $('log-path').textContent = log.path;
