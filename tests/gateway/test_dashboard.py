@@ -66,6 +66,7 @@ def test_start_request_log_and_stop(
     start_gateway: Start, sage_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_VLLM_TOKEN_DELAY", "0.005")
+    monkeypatch.setenv("FAKE_VLLM_DELAY", "0")
     running = start_gateway()
     with api(running) as http:
         state = http.get("/api/state").json()
@@ -126,6 +127,7 @@ def test_start_request_log_and_stop(
 @pytest.mark.usefixtures("fake_vllm")
 def test_failed_start_shows_in_state(start_gateway: Start, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_VLLM_MODE", "exit")
+    monkeypatch.setenv("FAKE_VLLM_DELAY", "0")
     running = start_gateway()
     with api(running) as http:
         started = http.post(f"/api/models/{FAKE_MODEL}/start")
