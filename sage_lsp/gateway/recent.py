@@ -3,6 +3,7 @@ time to first token, tokens, tokens/s) and per-model series of the last minutes.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,21 +45,24 @@ def throughput(tokens: int, duration: float, ttft: float | None) -> float | None
 
 class RecentRequests:
     """The last :data:`RING_SIZE` requests, and per model the requests and tokens of each
-    :data:`STEP_SECONDS` of the last :data:`SERIES_POINTS` steps."""
+    :data:`STEP_SECONDS` of the last :data:`SERIES_POINTS` steps. Requests end in the event
+    loop while the dashboard reads from a worker thread: a lock keeps them apart."""
 
     def __init__(self) -> None:
-        self.ring: deque[RequestRecord] = deque(maxlen=RING_SIZE)
+        self._lock = threading.Lock()
+        self._ring: deque[RequestRecord] = deque(maxlen=RING_SIZE)
         self._steps: dict[str, dict[int, list[int]]] = {}
         """model -> step number (seconds since the epoch // STEP_SECONDS) -> [requests, tokens]"""
 
     def add(self, record: RequestRecord) -> None:
         """Keep ``record`` and count it in its model's step (the one it ended in)."""
-        self.ring.append(record)
         step = int(record.at // STEP_SECONDS)
-        counts = self._steps.setdefault(record.model, {}).setdefault(step, [0, 0])
-        counts[0] += 1
-        counts[1] += record.tokens
-        self._forget(step - SERIES_POINTS)
+        with self._lock:
+            self._ring.append(record)
+            counts = self._steps.setdefault(record.model, {}).setdefault(step, [0, 0])
+            counts[0] += 1
+            counts[1] += record.tokens
+            self._forget(step - SERIES_POINTS)
 
     def _forget(self, before: int) -> None:
         """Drop the steps before step ``before``, and the models left with none."""
@@ -71,16 +75,22 @@ class RecentRequests:
 
     def latest(self) -> list[dict[str, Any]]:
         """The kept requests, newest first, as JSON objects."""
-        return [asdict(record) for record in reversed(self.ring)]
+        with self._lock:
+            records = list(self._ring)
+        return [asdict(record) for record in reversed(records)]
 
     def series(self, now: float) -> dict[str, Any]:
         """Per model, requests/s and tokens/s of each step of the last minutes up to ``now``
         (oldest first; ``end``: the end of the last step, seconds since the epoch)."""
         last = int(now // STEP_SECONDS)
         first = last - SERIES_POINTS + 1
+        with self._lock:
+            kept = {
+                model: [list(steps.get(step, [0, 0])) for step in range(first, last + 1)]
+                for model, steps in self._steps.items()
+            }
         models: dict[str, dict[str, list[float]]] = {}
-        for model, steps in sorted(self._steps.items()):
-            counts = [steps.get(step, [0, 0]) for step in range(first, last + 1)]
+        for model, counts in sorted(kept.items()):
             if not any(requests for requests, _ in counts):
                 continue
             models[model] = {
