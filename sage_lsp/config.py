@@ -32,6 +32,8 @@ BACKENDS = ("mock", "openai", "compatible", "finetune", "vllm", "ollama")
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 """Levels the ``log_level`` setting accepts."""
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``--max-lora-rank`` values vLLM accepts."""
 DEFAULT_INDEX = "docs-public"
 """The retrieval index built from sage-lsp's own docs on first use."""
 
@@ -126,6 +128,15 @@ def _int_range(low: int, high: int) -> Callable[[object], int]:
         return value
 
     return parse
+
+
+def _optional_lora_rank(raw: object) -> int | None:
+    if raw is None or raw == "":
+        return None
+    value = int(_number(raw, int))
+    if value not in LORA_RANKS:
+        raise ValueError(f"must be one of {', '.join(map(str, LORA_RANKS))}")
+    return value
 
 
 def _optional_positive_int(raw: object) -> int | None:
@@ -240,7 +251,12 @@ class VllmSettings:
     tensor_parallel_size: int = setting(1, _int_range(1, 1024))
     """GPUs one model is split over (``--tensor-parallel-size``)."""
     serve_adapter: bool = setting(False, _boolean)
-    """Serve the base model with the LoRA adapter instead of merging it."""
+    """Serve finetuned models as LoRA adapters on one vLLM per base model, instead of merging."""
+    max_lora_rank: int | None = setting(None, _optional_lora_rank)
+    """``--max-lora-rank`` of a base's LoRA service; ``None``: the smallest that fits the
+    largest adapter of that base in the store."""
+    max_loras: int = setting(4, _int_range(1, 256))
+    """``--max-loras``: adapters of one base in one batch."""
 
 
 def _default_home() -> Path:

@@ -32,7 +32,8 @@ def services(ctx: typer.Context) -> None:
 
 @services_app.command("list")
 def services_list() -> None:
-    """Every live service: name, port, state, holders, pid, age, log."""
+    """Every live service: name (a LoRA service's adapters in parentheses), port, state, holders,
+    pid, age, log."""
     entries = _manager().services()
     if not entries:
         print("no services running")
@@ -40,7 +41,7 @@ def services_list() -> None:
     header = ("NAME", "PORT", "STATE", "HOLDERS", "PID", "AGE", "LOG")
     rows = [
         (
-            e.name,
+            e.name + (f" ({', '.join(sorted(e.adapters))})" if e.adapters else ""),
             str(e.port),
             e.state,
             str(len(e.live_holders())),

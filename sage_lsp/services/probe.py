@@ -5,6 +5,7 @@ Standard library only: the supervisor imports this and must start fast and stay 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import socket
@@ -35,25 +36,33 @@ class Answer(enum.Enum):
     SLOW = "slow"
 
 
-class _Slow(Exception):
+class Slow(Exception):
     """The server took longer than the timeout."""
 
 
-def _get(port: int, path: str, api_key: str | None, timeout: float) -> tuple[int, bytes]:
-    """Status and body; status 0 when nothing answered; :class:`_Slow` on a timeout."""
-    request = urllib.request.Request(f"http://{HOST}:{port}{path}")
+def call(
+    port: int, path: str, api_key: str | None, timeout: float, body: object | None = None
+) -> tuple[int, bytes]:
+    """GET ``path`` (POST with ``body`` as JSON): status and body; status 0 when nothing
+    answered; :class:`Slow` on a timeout."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
+        with contextlib.suppress(OSError):
+            return int(exc.code), exc.read()
         return int(exc.code), b""
     except TimeoutError as exc:
-        raise _Slow from exc
+        raise Slow from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            raise _Slow from exc
+            raise Slow from exc
         return 0, b""
     except (OSError, ValueError):
         return 0, b""
@@ -62,8 +71,8 @@ def _get(port: int, path: str, api_key: str | None, timeout: float) -> tuple[int
 def healthy(port: int, timeout: float = 2.0) -> bool:
     """Whether ``/health`` answers 200."""
     try:
-        return _get(port, "/health", None, timeout)[0] == 200
-    except _Slow:
+        return call(port, "/health", None, timeout)[0] == 200
+    except Slow:
         return False
 
 
@@ -85,8 +94,8 @@ def serves(port: int, name: str, api_key: str | None, timeout: float = 2.0) -> b
 def check(port: int, name: str, api_key: str | None, timeout: float = 2.0) -> Answer:
     """Ask ``/v1/models`` whether ``name`` is served, telling a dead server from a slow one."""
     try:
-        status, body = _get(port, "/v1/models", api_key, timeout)
-    except _Slow:
+        status, body = call(port, "/v1/models", api_key, timeout)
+    except Slow:
         return Answer.SLOW
     if status == 0:
         return Answer.DOWN

@@ -86,6 +86,12 @@ class ServiceEntry:
     """Extra environment for vLLM."""
     version: str | None = None
     """Fingerprint of what it serves (the merge's or the adapter's), to notice a newer one."""
+    base_model: str | None = None
+    """For a base model's LoRA service (adapter mode): the base it serves; else None."""
+    max_lora_rank: int | None = None
+    """For a LoRA service: its ``--max-lora-rank`` (no adapter of a larger ``r`` fits)."""
+    adapters: dict[str, str] = field(default_factory=dict)
+    """For a LoRA service: the adapters vLLM has loaded, name -> fingerprint."""
 
     def live_holders(self) -> list[Holder]:
         """Holders whose processes still run."""

@@ -177,8 +177,9 @@ def test_serve_adapter_mode_answers_without_merging(real_env: str, sage_home: Pa
     assert result.stdout.strip()
     assert "[merging" not in result.stderr
     assert not (sage_home / "finetune_output" / real_env / "merged_model").exists()
-    [log] = (sage_home / "logs" / "services").glob(f"{real_env}-*.log")
-    assert "--enable-lora" in log.read_text()
+    # one LoRA service per base model, named after the base (docs/services.md, adapter mode)
+    [log] = (sage_home / "logs" / "services").glob("lora--*.log")
+    assert "--enable-lora" in log.read_text() and f"--lora-modules {real_env}=" in log.read_text()
     wait_no_vllm(5)
 
 

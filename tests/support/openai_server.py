@@ -87,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"streams": streams, "requests": len(self.server.owner.requests)})
             return
         if self.path == "/_test/requests":
-            self._json(200, {"requests": self.server.owner.requests})
+            owner = self.server.owner
+            self._json(200, {"requests": owner.requests, "admin": owner.admin})
             return
         if not self._authorised():
             return
@@ -96,7 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         owner = self.server.owner
         limit = {"max_model_len": owner.max_model_len} if owner.max_model_len else {}
-        models = [{"id": m, "object": "model", "owned_by": "test", **limit} for m in owner.models]
+        models = [
+            {"id": m, "object": "model", "owned_by": "test", "parent": owner.parents.get(m)} | limit
+            for m in owner.models
+        ]
         self._json(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
@@ -317,6 +321,10 @@ class OpenAIServer:
         self.queue: list[Reply] = []
         """Replies for the next chat requests, in order; then :attr:`reply` for the rest."""
         self.requests: list[dict[str, Any]] = []
+        self.parents: dict[str, str] = {}
+        """Adapters' bases, listed as ``parent`` in ``/v1/models`` (vLLM's LoRA modules)."""
+        self.admin: list[dict[str, Any]] = []
+        """Admin calls (LoRA loads), for ``/_test/requests``: path, body, streams in flight."""
         self.streams: list[StreamRecord] = []
         self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
