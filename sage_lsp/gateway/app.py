@@ -276,6 +276,9 @@ def list_models(gateway: Gateway) -> JSONResponse:
     seen: dict[str, dict[str, Any]] = {}
     for name in gateway.pool.store_models():
         seen[name] = {"id": name, "object": "model", "created": 0, "owned_by": "sage"}
+        parent = gateway.pool.manager.parent(name)  # adapter mode: its base's LoRA service
+        if parent is not None:
+            seen[name]["parent"] = parent
     for entry in gateway.pool.running():
         seen.setdefault(
             entry.name,

@@ -111,8 +111,8 @@ class ModelPool:
     async def _handle(self, name: str) -> ServiceHandle:
         """A handle on ``name``'s ready service: the one held, else joined or started."""
         held = self._handles.get(name)
-        if held is not None:
-            entry = await asyncio.to_thread(self.manager.registry.read, name)
+        if held is not None:  # held.name: the service (an adapter's is its base's)
+            entry = await asyncio.to_thread(self.manager.registry.read, held.name)
             if entry is not None and entry.state == "ready" and entry.port == held.port:
                 return held
             self._handles.pop(name, None)
@@ -138,7 +138,9 @@ class ModelPool:
         if timer is not None:
             timer.cancel()
         try:
-            yield await self._handle(name)
+            handle = await self._handle(name)
+            async with self.manager.in_use(handle):  # an adapter load waits for the request
+                yield handle
         finally:
             self._busy[name] -= 1
             if self._busy[name] == 0:
