@@ -49,6 +49,8 @@ def service_json(gateway: Gateway, entry: ServiceEntry, now: float) -> dict[str,
         "message": entry.message,
         "holders": holders,
         "version": entry.version,
+        "base_model": entry.base_model,
+        "adapters": sorted(entry.adapters),
         "started_at": entry.started_at,
         "uptime": max(0.0, now - entry.started_at),
     }
@@ -62,6 +64,9 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
     store = set(pool.store_models())
     services = pool.running()
     ports = {entry.name: entry.port for entry in services}
+    for entry in services:  # adapter mode: a finetuned model served by its base's vLLM
+        for adapter in entry.adapters:
+            ports.setdefault(adapter, entry.port)
     models = [
         {
             "name": name,

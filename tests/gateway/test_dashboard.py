@@ -16,6 +16,7 @@ from sage_lsp.gateway.serve import dashboard_url, open_when_serving
 from sage_lsp.services.registry import Registry
 from tests.gateway.conftest import FAKE_MODEL, RunningGateway, key_of, spawn_serve, wait_health
 from tests.gateway.test_gateway import OPENAI_ERROR_KEYS
+from tests.services.test_adapters import BASE, SERVICE, add_adapter
 from tests.support.ports import closed_port
 
 Start = Callable[..., RunningGateway]
@@ -225,3 +226,23 @@ def test_serve_open_opens_the_dashboard_with_the_key(
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
+
+
+@pytest.mark.usefixtures("fake_vllm")
+def test_adapter_mode_shows_the_adapters_of_a_base_service(
+    start_gateway: Start, sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (sage_home / "config.toml").write_text("[vllm]\nserve_adapter = true\n")
+    monkeypatch.setenv("FAKE_VLLM_DELAY", "0")
+    add_adapter(sage_home, "coder-a")
+    add_adapter(sage_home, "coder-b", weights=b"w1")
+    running = start_gateway()
+    with api(running) as http:
+        started = http.post("/api/models/coder-a/start")
+        assert started.status_code == 200, started.text
+        state = http.get("/api/state").json()
+        [service] = state["services"]
+        assert service["name"] == SERVICE and service["base_model"] == BASE
+        assert service["adapters"] == ["coder-a"] and service["port"] == started.json()["port"]
+        assert model_row(state, "coder-a")["port"] == service["port"]
+        assert model_row(state, "coder-b")["port"] is None

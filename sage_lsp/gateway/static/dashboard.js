@@ -146,7 +146,11 @@ function drawServices(state) {
   fill($('services').tBodies[0], state.services.map((service) => {
     const holders = service.holders.map((h) => (h.gateway ? 'this gateway' : `pid ${h.pid}`));
     return el('tr', { 'data-service': service.name },
-      el('td', { text: service.name }),
+      el('td', {},
+        service.name,
+        service.adapters.length
+          ? el('div', { class: 'adapters hint', text: `adapters: ${service.adapters.join(', ')}` })
+          : ''),
       el('td', { class: 'num port', text: service.port }),
       el('td', { class: `state state-${service.state}`, text: service.state }),
       el('td', { class: 'holders', text: holders.join(', ') || 'none' }),
