@@ -24,6 +24,7 @@ BENCHMARKS = {
     "services": "bench.services",
     "rag_quality": "bench.rag_quality",
     "rag_speed": "bench.rag_speed",
+    "adapter_switch": "bench.adapter_switch",
 }
 
 

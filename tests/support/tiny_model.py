@@ -15,6 +15,9 @@ steps each with a fixed seed. It prints a JSON summary.
 The second form loads the base plus an adapter (default: ``MODEL_DIR/lora_weights``) and
 ``MODEL_DIR/merged_model``, runs the same input through them and prints JSON with
 ``max_abs_diff_merged_vs_adapter`` and ``max_abs_diff_merged_vs_base``.
+
+:func:`derive` makes a second model of the same base from one of the first's checkpoints (two
+adapters of one base, for adapter mode).
 """
 
 from __future__ import annotations
@@ -229,6 +232,19 @@ def build(sage_home: Path, name: str) -> dict[str, Any]:
         "losses": losses,
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+def derive(sage_home: Path, name: str, new_name: str, checkpoint: str = "checkpoint-500") -> Path:
+    """A second finetuned model of the same base: ``new_name`` whose adapter is ``checkpoint`` of
+    model ``name`` (fewer training steps, so other weights). Returns its folder."""
+    import shutil
+
+    source = sage_home / "finetune_output" / name
+    target = sage_home / "finetune_output" / new_name
+    target.mkdir(parents=True)
+    shutil.copy2(source / "finetune_meta.json", target / "finetune_meta.json")
+    shutil.copytree(source / "checkpoints" / checkpoint, target / "lora_weights")
+    return target
 
 
 def check_merge(model_dir: Path, adapter: Path | None) -> dict[str, Any]:
