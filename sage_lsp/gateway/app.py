@@ -254,8 +254,10 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
     if status == 200 and upstream.headers.get("content-type", "").startswith("text/event-stream"):
 
         async def closed() -> None:
-            tally.finish(status)
-            await stack.aclose()
+            try:
+                await stack.aclose()  # first: the upstream closes whatever happens next
+            finally:
+                tally.finish(status)
 
         return RelayedStream(relay_events(upstream, model, tally), closed)
     try:

@@ -20,10 +20,11 @@ import uvicorn
 from sage_lsp.config import load_settings
 from sage_lsp.gateway.app import Gateway
 from sage_lsp.gateway.serve import ServeOptions, make_gateway, uvicorn_config
-from tests.services.conftest import FAKE_MODEL, fake_vllm
+from tests.services.conftest import FAKE_MODEL, fake_vllm, tiny_build, vllm_python
+from tests.services.test_real_vllm import real_env
 from tests.support.ports import closed_port
 
-__all__ = ["FAKE_MODEL", "fake_vllm"]
+__all__ = ["FAKE_MODEL", "fake_vllm", "real_env", "tiny_build", "vllm_python"]
 
 
 @dataclass
