@@ -176,12 +176,12 @@ class OpenAICompatibleBackend:
 
     async def _list_models(self) -> dict[str, int | None]:
         """The models the server lists at ``/models`` (asked once), with the context length
-        vLLM reports as ``max_model_len``."""
+        vLLM reports as ``max_model_len`` (a LoRA adapter reports none: its ``parent``'s)."""
         if self._served is None:
             page = await self._client.models.list()
-            self._served = {
-                m.id: _positive_int(getattr(m, "max_model_len", None)) for m in page.data
-            }
+            own = {m.id: _positive_int(getattr(m, "max_model_len", None)) for m in page.data}
+            parents = {m.id: str(getattr(m, "parent", None) or "") for m in page.data}
+            self._served = {name: tokens or own.get(parents[name]) for name, tokens in own.items()}
         return self._served
 
     async def context_window(self) -> ContextWindow | None:

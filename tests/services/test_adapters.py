@@ -15,11 +15,13 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.config import Settings, SettingsError, load_settings
 from sage_lsp.core.errors import InvalidInput
 from sage_lsp.services.adapters import Gate, same_base
 from sage_lsp.services.manager import ServiceHandle, ServiceManager, lora_service_name
 from sage_lsp.services.registry import Registry, ServiceEntry
+from tests.support.openai_server import OpenAIServer
 from tests.support.ports import closed_port
 
 BASE = "base/model"
@@ -173,6 +175,20 @@ def test_max_lora_rank_takes_only_ranks_vllm_accepts() -> None:
     assert adapter_settings(max_lora_rank=64).vllm.max_lora_rank == 64
     with pytest.raises(SettingsError, match="must be one of 1, 8, 16, 32, 64"):
         adapter_settings(max_lora_rank=12)
+
+
+async def test_an_adapter_has_its_bases_context(openai_server: OpenAIServer) -> None:
+    """vLLM lists an adapter with no ``max_model_len`` of its own: its base's counts, so a
+    chat in adapter mode fits its prompt as it does with a merged model."""
+    openai_server.models, openai_server.max_model_len = [SERVICE, "coder-a"], 512
+    openai_server.parents = {"coder-a": SERVICE}
+    url = openai_server.base_url
+    backend = OpenAICompatibleBackend("compatible", base_url=url, model="coder-a")
+    try:
+        window = await backend.context_window()
+    finally:
+        await backend.aclose()
+    assert window is not None and (window.model, window.tokens) == ("coder-a", 512)
 
 
 # --- with the fake vLLM (subprocesses) ----------------------------------------------------------

@@ -97,8 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         owner = self.server.owner
         limit = {"max_model_len": owner.max_model_len} if owner.max_model_len else {}
-        models = [
-            {"id": m, "object": "model", "owned_by": "test", "parent": owner.parents.get(m)} | limit
+        models = [  # like vLLM, an adapter reports no context of its own
+            {"id": m, "object": "model", "owned_by": "test", "parent": owner.parents.get(m)}
+            | ({} if m in owner.parents else limit)
             for m in owner.models
         ]
         self._json(200, {"object": "list", "data": models})
