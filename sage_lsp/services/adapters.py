@@ -250,7 +250,7 @@ def requests_in_flight(port: int) -> int | None:
     return round(total) if seen else None
 
 
-def wait_idle(port: int, seconds: float = IDLE_WAIT_SECONDS) -> bool:
+def wait_idle(port: int, seconds: float) -> bool:
     """Wait until the service has no request in flight; False if it still has after
     ``seconds``. A service whose metrics cannot be read counts as idle (logged)."""
     deadline = time.monotonic() + seconds

@@ -284,7 +284,7 @@ class ServiceManager:
                 raise BackendError(ErrorKind.CONNECTION, f"the LoRA service {service} went away")
             if entry.adapters.get(adapter.name) == adapter.fingerprint:
                 return entry  # another session loaded it meanwhile
-            if not adapters.wait_idle(entry.port):
+            if not adapters.wait_idle(entry.port, adapters.IDLE_WAIT_SECONDS):
                 raise adapters.busy(adapter, service, adapters.IDLE_WAIT_SECONDS)
             adapters.load(entry.port, entry.api_key, adapter, path, service)
             with self.registry.locked():

@@ -17,7 +17,8 @@ import pytest
 
 from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.config import Settings, SettingsError, load_settings
-from sage_lsp.core.errors import InvalidInput
+from sage_lsp.core.errors import InvalidInput, ServiceFailure
+from sage_lsp.services import adapters
 from sage_lsp.services.adapters import Gate, same_base
 from sage_lsp.services.manager import ServiceHandle, ServiceManager, lora_service_name
 from sage_lsp.services.registry import Registry, ServiceEntry
@@ -253,6 +254,31 @@ async def test_a_load_waits_until_other_sessions_requests_ended(
         assert (await streaming).status_code == 200
         [load] = loads(b.entry)
         assert load["running"] == 0
+    finally:
+        first.release_sync()
+        second.release_sync()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fake_vllm")
+async def test_a_load_that_waited_too_long_for_other_sessions_is_refused_as_busy(
+    sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_VLLM_TOKEN_DELAY", "0.05")
+    monkeypatch.setattr(adapters, "IDLE_WAIT_SECONDS", 0.3)
+    add_adapter(sage_home, "coder-a")
+    add_adapter(sage_home, "coder-b")
+    first, second = ServiceManager(adapter_settings()), ServiceManager(adapter_settings())
+    try:
+        a = await first.ensure_finetuned("coder-a", first.settings.finetune_port)
+        streaming = asyncio.create_task(asyncio.to_thread(chat, a, True))
+        await asyncio.sleep(0.5)
+        with pytest.raises(ServiceFailure, match=r"busy with other sessions' requests for 0\.3 s"):
+            await second.ensure_finetuned("coder-b", second.settings.finetune_port)
+        assert second.held == set() and not streaming.done() and loads(a.entry) == []
+        assert (await streaming).status_code == 200
+        b = await second.ensure_finetuned("coder-b", second.settings.finetune_port)
+        assert b.port == a.port, "asked again once the stream ended: loaded"
     finally:
         first.release_sync()
         second.release_sync()
