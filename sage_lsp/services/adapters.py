@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +181,7 @@ def versioned_path(run_dir: Path, adapter: Adapter) -> Path:
     link = folder / f"{adapter.name}@{adapter.fingerprint[:16]}"
     target = adapter.path.resolve()
     if not (link.is_symlink() and Path(os.readlink(link)) == target):
-        temporary = folder / f".{link.name}.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        temporary = folder / f".{link.name}.{uuid.uuid4().hex}"
         temporary.symlink_to(target, target_is_directory=True)
         os.replace(temporary, link)
     return link
