@@ -22,6 +22,7 @@ from sage_lsp.services import adapters
 from sage_lsp.services.adapters import Gate, same_base
 from sage_lsp.services.manager import ServiceHandle, ServiceManager, lora_service_name
 from sage_lsp.services.registry import Registry, ServiceEntry
+from tests.services.test_rejoin import Lookups, ask, backend, handle
 from tests.support.openai_server import OpenAIServer
 from tests.support.ports import closed_port
 
@@ -190,6 +191,27 @@ async def test_an_adapter_has_its_bases_context(openai_server: OpenAIServer) -> 
     finally:
         await backend.aclose()
     assert window is not None and (window.model, window.tokens) == ("coder-a", 512)
+
+
+async def test_the_editors_backend_answers_inside_the_services_gate(
+    openai_server: OpenAIServer,
+) -> None:
+    """A load (exclusive) waits until a managed backend's answer has streamed to its end."""
+    openai_server.reply.delay = 0.05
+    managed = backend(Lookups(handle(openai_server, "")))
+    order: list[str] = []
+
+    async def answer() -> None:
+        order.append(f"answered {await ask(managed)}")
+
+    answering = asyncio.create_task(answer())
+    while not openai_server.streams:
+        await asyncio.sleep(0.01)
+    async with managed.manager.gate("svc").exclusive():
+        order.append("load")
+    await answering
+    await managed.aclose()
+    assert order == ["answered Hello, world!", "load"]
 
 
 # --- with the fake vLLM (subprocesses) ----------------------------------------------------------
