@@ -10,6 +10,8 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -258,52 +260,60 @@ async def test_two_adapters_of_one_base_share_one_service_the_second_loaded_at_r
         manager.release_sync()
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("fake_vllm")
-async def test_a_load_waits_until_other_sessions_requests_ended(
-    sage_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_VLLM_TOKEN_DELAY", "0.05")  # a stream of 40 tokens: 2 s
-    add_adapter(sage_home, "coder-a")
-    add_adapter(sage_home, "coder-b")
-    first, second = ServiceManager(adapter_settings()), ServiceManager(adapter_settings())
-    try:
-        a = await first.ensure_finetuned("coder-a", first.settings.finetune_port)
-        streaming = asyncio.create_task(asyncio.to_thread(chat, a, True))
-        await asyncio.sleep(0.5)
-        b = await second.ensure_finetuned("coder-b", second.settings.finetune_port)
-        assert streaming.done(), "the load went ahead while another session's stream ran"
-        assert (await streaming).status_code == 200
-        [load] = loads(b.entry)
-        assert load["running"] == 0
-    finally:
-        first.release_sync()
-        second.release_sync()
+@dataclass
+class Streaming:
+    """Two sessions on one LoRA service: the first streams an answer of ``coder-a``."""
+
+    first: ServiceManager
+    second: ServiceManager
+    a: ServiceHandle
+    stream: asyncio.Task[httpx2.Response]
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("fake_vllm")
-async def test_a_load_that_waited_too_long_for_other_sessions_is_refused_as_busy(
-    sage_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def streaming(
+    fake_vllm: None, sage_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Streaming]:
+    """Adapters ``coder-a`` and ``coder-b``; a first session streams ``coder-a`` (40 tokens in
+    2 s, half a second in) when the test begins."""
     monkeypatch.setenv("FAKE_VLLM_TOKEN_DELAY", "0.05")
-    monkeypatch.setattr(adapters, "IDLE_WAIT_SECONDS", 0.3)
     add_adapter(sage_home, "coder-a")
     add_adapter(sage_home, "coder-b")
     first, second = ServiceManager(adapter_settings()), ServiceManager(adapter_settings())
     try:
         a = await first.ensure_finetuned("coder-a", first.settings.finetune_port)
-        streaming = asyncio.create_task(asyncio.to_thread(chat, a, True))
+        stream = asyncio.create_task(asyncio.to_thread(chat, a, True))
         await asyncio.sleep(0.5)
-        with pytest.raises(ServiceFailure, match=r"busy with other sessions' requests for 0\.3 s"):
-            await second.ensure_finetuned("coder-b", second.settings.finetune_port)
-        assert second.held == set() and not streaming.done() and loads(a.entry) == []
-        assert (await streaming).status_code == 200
-        b = await second.ensure_finetuned("coder-b", second.settings.finetune_port)
-        assert b.port == a.port, "asked again once the stream ended: loaded"
+        yield Streaming(first, second, a, stream)
+        await stream
     finally:
         first.release_sync()
         second.release_sync()
+
+
+@pytest.mark.slow
+async def test_a_load_waits_until_other_sessions_requests_ended(streaming: Streaming) -> None:
+    second = streaming.second
+    b = await second.ensure_finetuned("coder-b", second.settings.finetune_port)
+    assert streaming.stream.done(), "the load went ahead while another session's stream ran"
+    assert (await streaming.stream).status_code == 200
+    [load] = loads(b.entry)
+    assert load["running"] == 0
+
+
+@pytest.mark.slow
+async def test_a_load_that_waited_too_long_for_other_sessions_is_refused_as_busy(
+    streaming: Streaming, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters, "IDLE_WAIT_SECONDS", 0.3)
+    second = streaming.second
+    with pytest.raises(ServiceFailure, match=r"busy with other sessions' requests for 0\.3 s"):
+        await second.ensure_finetuned("coder-b", second.settings.finetune_port)
+    assert second.held == set() and not streaming.stream.done()
+    assert loads(streaming.a.entry) == []
+    assert (await streaming.stream).status_code == 200
+    b = await second.ensure_finetuned("coder-b", second.settings.finetune_port)
+    assert b.port == streaming.a.port, "asked again once the stream ended: loaded"
 
 
 @pytest.mark.slow
