@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,13 @@ class Gateway:
         return self.client
 
 
+WITH_TEXT = re.compile(rb'[{,]\s*"(?:content|text)":\s*"(?!")')
+"""A choice with text, in a chunk of a chat (``delta.content``) or a completion (``text``)."""
+COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+MODEL_NAME = re.compile(rb'"model":\s*("(?:[^"\\]|\\.)*")')
+"""The answer's model name (the first one: the answer's own, before its choices)."""
+
+
 class Tally:
     """Time to first token and tokens of one relayed answer, for the metrics and the
     dashboard's recent requests."""
@@ -71,19 +79,17 @@ class Tally:
         self.chunks = 0
         self.usage: int | None = None
 
-    def seen(self, event: dict[str, Any]) -> None:
-        """Count one answer or one streamed chunk: a chunk with text is a token, unless the
-        answer reports its usage."""
+    def seen(self, data: bytes, *, chunk: bool) -> None:
+        """Count one answer or one streamed ``chunk`` (its JSON, read without parsing it): a
+        chunk with text is a token, unless the answer reports its usage."""
         if self.first is None:
             self.first = time.monotonic()
             self.metrics.ttft.labels(model=self.model).observe(self.first - self.started)
-        for choice in event.get("choices") or []:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict) and delta.get("content"):
-                self.chunks += 1
-        usage = event.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            self.usage = usage["completion_tokens"]
+        if chunk:
+            self.chunks += len(WITH_TEXT.findall(data))
+        usage = COMPLETION_TOKENS.search(data)
+        if usage is not None:
+            self.usage = int(usage[1])
 
     def finish(self, status: int) -> None:
         """Record the request and its tokens."""
@@ -101,19 +107,13 @@ class Tally:
         )  # fmt: skip
 
 
-def renamed(data: bytes, model: str, tally: Tally) -> bytes:
-    """One JSON answer (or one SSE event's data) with ``model`` as its model name."""
-    try:
-        event = json.loads(data)
-    except ValueError:
-        return data
-    if not isinstance(event, dict):
-        return data
-    tally.seen(event)
-    if "model" not in event or event["model"] == model:
-        return data
-    event["model"] = model
-    return json.dumps(event, separators=(",", ":")).encode()
+def renamed(data: bytes, model: str, tally: Tally, *, chunk: bool = True) -> bytes:
+    """One SSE event's data (or, not a ``chunk``, a whole JSON answer), counted, with
+    ``model`` as its model name."""
+    tally.seen(data, chunk=chunk)
+    quoted = json.dumps(model).encode()
+    return MODEL_NAME.sub(lambda found: found[0] if found[1] == quoted else b'"model":' + quoted,
+                          data, count=1)  # fmt: skip
 
 
 async def relay_events(upstream: httpx2.Response, model: str, tally: Tally) -> AsyncIterator[bytes]:
@@ -267,7 +267,7 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
         return Response(status_code=CLIENT_GONE)
     finally:
         await stack.aclose()
-    content = renamed(data, model, tally) if status == 200 else data
+    content = renamed(data, model, tally, chunk=False) if status == 200 else data
     tally.finish(status)
     media = upstream.headers.get("content-type", "application/json")
     return Response(content, status_code=status, media_type=media)

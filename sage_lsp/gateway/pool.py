@@ -112,7 +112,8 @@ class ModelPool:
         """A handle on ``name``'s ready service: the one held, else joined or started."""
         held = self._handles.get(name)
         if held is not None:  # held.name: the service (an adapter's is its base's)
-            entry = await asyncio.to_thread(self.manager.registry.read, held.name)
+            # one small file, read on the loop: a thread's hop would cost each request more
+            entry = self.manager.registry.read(held.name)
             if entry is not None and entry.state == "ready" and entry.port == held.port:
                 return held
             self._handles.pop(name, None)
