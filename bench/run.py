@@ -25,6 +25,7 @@ BENCHMARKS = {
     "rag_quality": "bench.rag_quality",
     "rag_speed": "bench.rag_speed",
     "adapter_switch": "bench.adapter_switch",
+    "gateway": "bench.gateway",
 }
 
 

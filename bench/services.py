@@ -30,7 +30,7 @@ NAME = "tiny-coder"
 VLLM_ARGS = "--dtype float32 --enforce-eager --max-model-len 512"
 
 
-def _bare(model_dir: Path, settings: Any, log: Path) -> float:
+def bare_start(model_dir: Path, settings: Any, log: Path) -> float:
     """Run vLLM's command by hand and time it until it serves the model."""
     port = choose_port(18000, set())
     command = vllm_command(str(VLLM_PYTHON), str(model_dir), NAME, port, settings.vllm)
@@ -63,9 +63,10 @@ async def _managed(settings: Any) -> tuple[float, float]:
     return ready, attach
 
 
-def run() -> dict[str, Any]:
-    """Build and merge the tiny model, then time the bare start, the managed start, the attach."""
-    home = Path(tempfile.mkdtemp(prefix="sage-bench-services-"))
+def tiny_merged(prefix: str) -> tuple[Path, Any]:
+    """Build the tiny model into a new SAGE_HOME (this process' environment points at it and
+    at the vLLM environment) and merge it: its merged folder and the settings."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     subprocess.run([str(VLLM_PYTHON), str(ROOT / "tests/support/tiny_model.py"), str(home), NAME],
                    check=True, capture_output=True)  # fmt: skip
     os.environ.update({"SAGE_HOME": str(home), "SAGE_VLLM_PYTHON": str(VLLM_PYTHON),
@@ -74,7 +75,13 @@ def run() -> dict[str, Any]:
     model = ModelStore(home).get(NAME)
     lock = settings.paths.run_dir / f"{NAME}.merge.lock"  # the backend manager's lock
     run_merge(model, str(VLLM_PYTHON), home / "merge.log", lock_path=lock)
-    bare = _bare(model.merged_dir, settings, home / "bare.log")
+    return model.merged_dir, settings
+
+
+def run() -> dict[str, Any]:
+    """Build and merge the tiny model, then time the bare start, the managed start, the attach."""
+    merged, settings = tiny_merged("sage-bench-services-")
+    bare = bare_start(merged, settings, settings.sage_home / "bare.log")
     managed, attach = asyncio.run(_managed(settings))
     deadline = time.monotonic() + 30
     while ServiceManager(settings).services() and time.monotonic() < deadline:
