@@ -169,12 +169,13 @@ class ModelPool:
         return stopped
 
     def state(self, name: str) -> str:
-        """``starting``, ``ready``, ``failed`` (its last start failed) or ``stopped``."""
+        """``starting``, ``ready``, ``stopping``, ``failed`` (its last start failed) or
+        ``stopped``."""
         if name in self._starts:
             return "starting"
         entry = self.manager.registry.read(name)
         if entry is not None and entry.processes_alive():
-            return "ready" if entry.state == "ready" else "starting"
+            return entry.state
         return "failed" if name in self._failures else "stopped"
 
     def failure(self, name: str) -> str | None:
