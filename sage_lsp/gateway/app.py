@@ -317,7 +317,8 @@ def build_app(gateway: Gateway) -> Starlette:
         up = {name: False for name in gateway.pool.store_models()}
         running = gateway.pool.running()
         for entry in running:
-            up[entry.name] = entry.state == "ready"
+            for name in [entry.name, *entry.adapters]:  # a LoRA service's adapters: up with it
+                up[name] = entry.state == "ready"
         text = gateway.metrics.render(up, await scrape(gateway.upstream, running))
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -1,7 +1,8 @@
 """The models the gateway serves: one start per model however many requests wait for it, a
 hold on each service while the gateway uses it, its release ``ttl`` seconds after the model's
-last request, and a queue when ``max_models`` are running: a request for another model waits
-until one is idle, never evicting a model that is serving."""
+last request, and a queue when ``max_models`` services are running: a request for another
+model waits until one is idle, never evicting a model that is serving. In adapter mode the
+adapters of one base share their base's service: they take one place, and go together."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from sage_lsp.core.errors import InvalidInput
+from sage_lsp.core.errors import InvalidInput, SageError
 from sage_lsp.services.manager import ServiceHandle, ServiceManager
 from sage_lsp.services.registry import ServiceEntry
 from sage_lsp.services.store import check_name
@@ -53,31 +54,48 @@ class ModelPool:
         """Live services of the registry."""
         return self.manager.services()
 
-    def _occupied(self) -> set[str]:
-        """The models whose services the gateway holds or is starting."""
-        return set(self._handles) | set(self._starts)
+    def service_of(self, name: str) -> str:
+        """The registry name of the service that serves model ``name``: in adapter mode an
+        adapter's is its base's LoRA service, else the model's own."""
+        try:
+            return self.manager.parent(name) or name
+        except SageError:  # not a model of the store: a running service of its own name
+            return name
 
-    def _idlest(self) -> str | None:
-        """The held model unused the longest, among those with no request in flight or
-        waiting; None if every held model is busy."""
-        idle = [n for n in self._handles if n not in self._busy and n not in self._starts]
-        return min(idle, key=lambda n: self._last_used.get(n, 0.0), default=None)
+    def _occupied(self) -> dict[str, list[str]]:
+        """The services the gateway holds or is starting, each with its models."""
+        services: dict[str, list[str]] = {}
+        for name in sorted(set(self._handles) | set(self._starts)):
+            services.setdefault(self.service_of(name), []).append(name)
+        return services
+
+    def _idlest(self, services: dict[str, list[str]]) -> list[str] | None:
+        """The models of the held service unused the longest, among the services none of
+        whose models has a request in flight or waiting; None if every one is busy."""
+        idle = [
+            models for models in services.values()
+            if not any(n in self._busy or n in self._starts for n in models)
+        ]  # fmt: skip
+        return min(
+            idle, key=lambda models: max(self._last_used.get(n, 0.0) for n in models), default=None
+        )
 
     async def _ensure(self, name: str) -> asyncio.Task[ServiceHandle]:
         """The start of ``name``: the one under way, else a new one once there is room (an
-        idle model is released to make it; with none idle, this waits)."""
+        idle service is released to make it; with none idle, this waits)."""
         if not self.max_models:
             return self._starts.get(name) or self._begin(name)
         async with self._room:
             while name not in self._starts:
                 occupied = self._occupied()
-                if name in occupied or len(occupied) < self.max_models:
+                if self.service_of(name) in occupied or len(occupied) < self.max_models:
                     return self._begin(name)
-                victim = self._idlest()
-                if victim is None:
+                victims = self._idlest(occupied)
+                if victims is None:
                     await self._room.wait()
                 else:
-                    await self._let_go(victim)
+                    for victim in victims:
+                        await self._let_go(victim)
             return self._starts[name]
 
     def _begin(self, name: str) -> asyncio.Task[ServiceHandle]:
@@ -157,24 +175,30 @@ class ModelPool:
             return handle
 
     async def stop(self, name: str) -> bool:
-        """Stop ``name``'s service now, whoever holds it (``sage services stop``). Requests
-        that wait for its start get its failure. Returns whether a service was stopped."""
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-        self._handles.pop(name, None)
-        stopped = await asyncio.to_thread(self.manager.stop, name, STOP_WAIT_SECONDS)
-        self.manager.held.discard(name)
+        """Stop ``name``'s service now, whoever holds it (``sage services stop``): for an
+        adapter, its base's LoRA service with every adapter on it. Requests that wait for its
+        start get its failure. Returns whether a service was stopped."""
+        service = self.service_of(name)
+        for model in [n for n in set(self._handles) | {name} if self.service_of(n) == service]:
+            timer = self._timers.pop(model, None)
+            if timer is not None:
+                timer.cancel()
+            self._handles.pop(model, None)
+            self.manager.held.discard(model)
+        stopped = await asyncio.to_thread(self.manager.stop, service, STOP_WAIT_SECONDS)
+        self.manager.held.discard(service)
         await self._wake()
         return stopped
 
     def state(self, name: str) -> str:
         """``starting``, ``ready``, ``stopping``, ``failed`` (its last start failed) or
-        ``stopped``."""
+        ``stopped`` (an adapter whose base's service runs without it is stopped)."""
         if name in self._starts:
             return "starting"
-        entry = self.manager.registry.read(name)
-        if entry is not None and entry.processes_alive():
+        service = self.service_of(name)
+        entry = self.manager.registry.read(service)
+        loaded = entry is not None and (service == name or name in entry.adapters)
+        if entry is not None and loaded and entry.processes_alive():
             return entry.state
         return "failed" if name in self._failures else "stopped"
 

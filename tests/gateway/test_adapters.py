@@ -13,6 +13,7 @@ import pytest
 
 from sage_lsp.services.registry import Registry
 from tests.gateway.conftest import RunningGateway
+from tests.services.conftest import add_merged_model
 from tests.services.test_adapters import SERVICE, add_adapter, loads
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fake_vllm")]
@@ -71,3 +72,38 @@ def test_two_adapters_through_one_service_the_load_after_the_stream(
     assert running.gateway.pool.manager.held == {"coder-a", "coder-b"}
     running.stop()
     assert registry.read(SERVICE) is None, "the service only the gateway held stops with it"
+
+
+def test_adapters_of_one_base_take_one_place_show_up_and_stop_together(
+    start_gateway: Start, adapter_mode: Path
+) -> None:
+    add_merged_model(adapter_mode, "merged")
+    running = start_gateway(max_models=1)
+    pool = running.gateway.pool
+    client = running.client().with_options(max_retries=0)
+    ask = {"messages": [{"role": "user", "content": "hi"}]}
+    client.chat.completions.create(model="coder-a", **ask)  # type: ignore[call-overload]
+    client.chat.completions.create(model="coder-b", **ask)  # type: ignore[call-overload]
+    # one service: with room for one, the second adapter did not push the first one out
+    registry = Registry(adapter_mode / "run")
+    [entry] = registry.entries()
+    assert pool.manager.held == {"coder-a", "coder-b"}
+    assert (pool.state("coder-a"), pool.state("coder-b")) == ("ready", "ready")
+    with running.http() as http:
+        metrics = http.get("/metrics").text
+    for name in ("coder-a", "coder-b", SERVICE):
+        assert f'sage_service_up{{model="{name}"}} 1.0' in metrics
+    # another model needs the place: the base's service goes, with both adapters
+    client.chat.completions.create(model="merged", **ask)  # type: ignore[call-overload]
+    assert registry.read(SERVICE) is None and not entry.processes_alive()
+    assert (pool.state("coder-a"), pool.state("coder-b")) == ("stopped", "stopped")
+    # an adapter's Stop stops its base's service
+    client.chat.completions.create(model="coder-b", **ask)  # type: ignore[call-overload]
+    assert pool.state("coder-a") == "stopped" and pool.state("coder-b") == "ready"
+    with running.http() as http:
+        stop = http.post(
+            "/api/models/coder-b/stop", headers={"Authorization": f"Bearer {running.gateway.key}"}
+        )
+    assert stop.json() == {"name": "coder-b", "stopped": True}
+    assert registry.read(SERVICE) is None
+    assert pool.state("coder-b") == "stopped" and "coder-b" not in pool.manager.held
