@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import re
@@ -21,10 +22,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sage_lsp.core.errors import SageError, ServiceFailure
+from sage_lsp.gateway.context import ContextLengths
 from sage_lsp.gateway.metrics import GatewayMetrics, scrape
 from sage_lsp.gateway.pool import ModelPool, UnknownModel
 from sage_lsp.gateway.recent import RecentRequests, RequestRecord, throughput
 from sage_lsp.services.manager import ServiceHandle
+from sage_lsp.services.registry import ServiceEntry
 
 T = TypeVar("T")
 
@@ -49,6 +52,11 @@ class Gateway:
     client: httpx2.AsyncClient | None = None
     recent: RecentRequests = field(default_factory=RecentRequests)
 
+    @functools.cached_property
+    def lengths(self) -> ContextLengths:
+        """The models' context lengths, for ``/v1/models``."""
+        return ContextLengths(self.pool.manager)
+
     def authorised(self, request: Request) -> bool:
         """Whether the request carries ``Authorization: Bearer KEY``."""
         given = request.headers.get("authorization", "")
@@ -72,9 +80,11 @@ class Tally:
     """Time to first token and tokens of one relayed answer, for the metrics and the
     dashboard's recent requests."""
 
-    def __init__(self, gateway: Gateway, model: str, started: float) -> None:
+    def __init__(self, gateway: Gateway, model: str, started: float, *, counted: bool) -> None:
         self.metrics, self.model, self.started = gateway.metrics, model, started
         self.recent = gateway.recent
+        self.counted = counted
+        """False for a request that is no answer (``/tokenize``): nothing is recorded."""
         self.first: float | None = None
         self.chunks = 0
         self.usage: int | None = None
@@ -82,6 +92,8 @@ class Tally:
     def seen(self, data: bytes, *, chunk: bool) -> None:
         """Count one answer or one streamed ``chunk`` (its JSON, read without parsing it): a
         chunk with text is a token, unless the answer reports its usage."""
+        if not self.counted:
+            return
         if self.first is None:
             self.first = time.monotonic()
             self.metrics.ttft.labels(model=self.model).observe(self.first - self.started)
@@ -93,6 +105,8 @@ class Tally:
 
     def finish(self, status: int) -> None:
         """Record the request and its tokens."""
+        if not self.counted:
+            return
         self.metrics.requests.labels(model=self.model, status=str(status)).inc()
         tokens = self.usage if self.usage is not None else self.chunks
         if tokens:
@@ -231,8 +245,9 @@ async def connect(
     return upstream
 
 
-async def relay(gateway: Gateway, request: Request, path: str) -> Response:
-    """Ensure the requested model's service and relay the request to it, as is."""
+async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool = True) -> Response:
+    """Ensure the requested model's service and relay the request to it, as is; one not
+    ``counted`` is left out of the metrics and the recent requests."""
     try:
         body = await request.json()
     except ValueError:
@@ -241,7 +256,7 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
     if not isinstance(model, str) or not model:
         return openai_error(400, "`model` is required", "invalid_request_error", None)
     started = time.monotonic()
-    tally = Tally(gateway, model, started)
+    tally = Tally(gateway, model, started, counted=counted)
     stack = contextlib.AsyncExitStack()
     try:
         upstream = await unless_gone(request, connect(gateway, stack, body, path))
@@ -273,20 +288,35 @@ async def relay(gateway: Gateway, request: Request, path: str) -> Response:
     return Response(content, status_code=status, media_type=media)
 
 
-def list_models(gateway: Gateway) -> JSONResponse:
-    """The store's finetuned models and the running services, in OpenAI's list shape."""
+async def list_models(gateway: Gateway) -> JSONResponse:
+    """The store's finetuned models and the running services, in OpenAI's list shape, each
+    with its context length (``max_model_len``) where it is known."""
+    pool = gateway.pool
+    ready = {entry.name: entry for entry in pool.running() if entry.state == "ready"}
     seen: dict[str, dict[str, Any]] = {}
-    for name in gateway.pool.store_models():
-        seen[name] = {"id": name, "object": "model", "created": 0, "owned_by": "sage"}
-        parent = gateway.pool.manager.parent(name)  # adapter mode: its base's LoRA service
+
+    async def listed(name: str, created: int, service: ServiceEntry | None) -> dict[str, Any]:
+        model: dict[str, Any] = {"id": name, "object": "model", "created": created,
+                                 "owned_by": "sage"}  # fmt: skip
+        length = (
+            await gateway.lengths.served(gateway.upstream, service)
+            if service is not None
+            else gateway.lengths.expected(name)
+        )
+        if length is not None:
+            model["max_model_len"] = length
+        return model
+
+    for name in pool.store_models():
+        parent = pool.manager.parent(name)  # adapter mode: its base's LoRA service
+        seen[name] = await listed(name, 0, ready.get(parent or name))
         if parent is not None:
             seen[name]["parent"] = parent
-    for entry in gateway.pool.running():
-        seen.setdefault(
-            entry.name,
-            {"id": entry.name, "object": "model", "created": int(entry.started_at),
-             "owned_by": "sage"},
-        )  # fmt: skip
+    for entry in pool.running():
+        if entry.name not in seen:
+            seen[entry.name] = await listed(
+                entry.name, int(entry.started_at), ready.get(entry.name)
+            )
     return JSONResponse({"object": "list", "data": list(seen.values())})
 
 
@@ -323,13 +353,16 @@ def build_app(gateway: Gateway) -> Starlette:
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def models(_: Request) -> Response:
-        return list_models(gateway)
+        return await list_models(gateway)
 
     async def chat(request: Request) -> Response:
         return await relay(gateway, request, "/v1/chat/completions")
 
     async def completions(request: Request) -> Response:
         return await relay(gateway, request, "/v1/completions")
+
+    async def tokenize(request: Request) -> Response:
+        return await relay(gateway, request, "/tokenize", counted=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -355,6 +388,7 @@ def build_app(gateway: Gateway) -> Starlette:
         Route("/v1/models", guarded(models)),
         Route("/v1/chat/completions", guarded(chat), methods=["POST"]),
         Route("/v1/completions", guarded(completions), methods=["POST"]),
+        Route("/tokenize", guarded(tokenize), methods=["POST"]),
         Route("/v1/{rest:path}", guarded(no_route), methods=["GET", "POST", "DELETE"]),
         Route("/api/{rest:path}", guarded(no_route), methods=["GET", "POST", "DELETE"]),
     ]

@@ -11,7 +11,7 @@ from sage_lsp.gateway.metrics import GatewayMetrics
 
 def tally() -> Tally:
     gateway = Gateway("key", cast(Any, None), GatewayMetrics())
-    return Tally(gateway, "coder", 0.0)
+    return Tally(gateway, "coder", 0.0, counted=True)
 
 
 def test_chunks_are_renamed_and_counted_as_vllm_and_others_write_them() -> None:

@@ -11,7 +11,9 @@ answer), ``ignore-term`` (serve, and ignore SIGTERM).
 In every mode: ``FAKE_VLLM_TOKEN_DELAY`` (s, default 0.05) paces the streamed tokens; while the
 file ``FAKE_VLLM_SLOW_FLAG`` names exists, ``/v1/models`` answers only after
 ``FAKE_VLLM_SLOW_SECONDS`` (default 4); ``FAKE_VLLM_SHOW_KEY=1`` prints the API key (a server
-that logs its secrets); ``FAKE_VLLM_SPAM_BYTES=N`` prints N bytes of output once serving.
+that logs its secrets); ``FAKE_VLLM_SPAM_BYTES=N`` prints N bytes of output once serving;
+``--max-model-len N`` gives the model that context, as tests/support/openai_server.py does it
+(reported in ``/v1/models``, counted by ``/tokenize``, a longer prompt refused).
 
 LoRA as vLLM does it: ``--enable-lora``, ``--lora-modules NAME=PATH``, ``--max-lora-rank R``
 and ``--max-loras N``; with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, ``POST
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--enable-lora", action="store_true")
     parser.add_argument("--max-lora-rank", type=int, default=LORA.max_rank)
     parser.add_argument("--max-loras", type=int, default=1)
+    parser.add_argument("--max-model-len", type=int, default=None)
     args, unknown = parser.parse_known_args()
     mode = os.environ.get("FAKE_VLLM_MODE", "ok")
     print(f"fake vllm: mode {mode}, args {vars(args)}, extra {unknown}", flush=True)
@@ -168,7 +171,9 @@ def main() -> None:
         engine.kill()
         sys.exit(2)
     names = ["some-other-model"] if mode == "wrong-name" else [LORA.base, *adapters]
-    server = OpenAIServer(models=names, api_key=api_key, port=args.port)
+    server = OpenAIServer(
+        models=names, api_key=api_key, port=args.port, max_model_len=args.max_model_len
+    )
     server.parents = dict.fromkeys(adapters, LORA.base)
     server._httpd.RequestHandlerClass = FakeVllmHandler
     tokens = [f"fake{n} " for n in range(40)]
