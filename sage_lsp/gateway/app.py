@@ -89,15 +89,16 @@ class Tally:
         self.chunks = 0
         self.usage: int | None = None
 
-    def seen(self, data: bytes, *, chunk: bool) -> None:
-        """Count one answer or one streamed ``chunk`` (its JSON, read without parsing it): a
-        chunk with text is a token, unless the answer reports its usage."""
+    def seen(self, data: bytes, *, chunks: bool) -> None:
+        """Count a whole answer, or with ``chunks`` a block of streamed events, read without
+        parsing their JSON: a chunk with text is a token, unless the answer reports its
+        usage."""
         if not self.counted:
             return
         if self.first is None:
             self.first = time.monotonic()
             self.metrics.ttft.labels(model=self.model).observe(self.first - self.started)
-        if chunk:
+        if chunks:
             self.chunks += len(WITH_TEXT.findall(data))
         usage = COMPLETION_TOKENS.search(data)
         if usage is not None:
@@ -121,31 +122,38 @@ class Tally:
         )  # fmt: skip
 
 
-def renamed(data: bytes, model: str, tally: Tally, *, chunk: bool = True) -> bytes:
-    """One SSE event's data (or, not a ``chunk``, a whole JSON answer), counted, with
-    ``model`` as its model name."""
-    tally.seen(data, chunk=chunk)
+def renamed(data: bytes, model: str, tally: Tally) -> bytes:
+    """A whole JSON answer, counted, with ``model`` as its model name (the answer's own: the
+    first one, before its choices)."""
+    tally.seen(data, chunks=False)
     quoted = json.dumps(model).encode()
     return MODEL_NAME.sub(lambda found: found[0] if found[1] == quoted else b'"model":' + quoted,
                           data, count=1)  # fmt: skip
 
 
-async def relay_events(upstream: httpx2.Response, model: str, tally: Tally) -> AsyncIterator[bytes]:
-    """The upstream's SSE stream, event by event as it comes, each naming ``model``."""
+async def relay_events(
+    upstream: httpx2.Response, model: str, served: str, tally: Tally
+) -> AsyncIterator[bytes]:
+    """The upstream's SSE stream as it comes, whole events at a time, naming ``model`` where
+    the service names ``served``. Each block of events is counted and renamed by a few calls
+    into C, never event by event in Python: a relayed chunk costs the gateway little CPU."""
+    rename = None
+    if served != model:
+        rename = functools.partial(
+            re.compile(rb'"model":\s*' + re.escape(json.dumps(served).encode())).sub,
+            b'"model":' + json.dumps(model).encode(),
+        )
     pending = b""
     async for piece in upstream.aiter_raw():
         pending += piece
-        *events, pending = pending.split(b"\n\n")
-        if not events:
+        end = pending.rfind(b"\n\n") + 2
+        if end < 2:
             continue
-        out = []
-        for event in events:
-            lines = [
-                b"data: " + renamed(line[6:], model, tally) if line.startswith(b"data: {") else line
-                for line in event.split(b"\n")
-            ]
-            out.append(b"\n".join(lines) + b"\n\n")
-        yield b"".join(out)
+        events, pending = pending[:end], pending[end:]
+        if rename is not None:
+            events = rename(events)
+        tally.seen(events, chunks=True)
+        yield events
     if pending:
         yield pending
 
@@ -230,9 +238,10 @@ def refused(exc: SageError | httpx2.HTTPError | ClientGone, model: str) -> Respo
 
 async def connect(
     gateway: Gateway, stack: contextlib.AsyncExitStack, body: dict[str, Any], path: str
-) -> httpx2.Response:
-    """Hold the model's service (waiting for its start) and send the request to it; what
-    needs closing goes on ``stack``."""
+) -> tuple[httpx2.Response, str]:
+    """Hold the model's service (waiting for its start) and send the request to it: its
+    answer, and the name the service knows the model by. What needs closing goes on
+    ``stack``."""
     handle: ServiceHandle = await stack.enter_async_context(gateway.pool.use(body["model"]))
     upstream_request = gateway.upstream.build_request(
         "POST",
@@ -242,7 +251,7 @@ async def connect(
     )
     upstream = await gateway.upstream.send(upstream_request, stream=True)
     stack.push_async_callback(upstream.aclose)
-    return upstream
+    return upstream, handle.served_model_name
 
 
 async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool = True) -> Response:
@@ -259,7 +268,7 @@ async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool 
     tally = Tally(gateway, model, started, counted=counted)
     stack = contextlib.AsyncExitStack()
     try:
-        upstream = await unless_gone(request, connect(gateway, stack, body, path))
+        upstream, served = await unless_gone(request, connect(gateway, stack, body, path))
     except (SageError, httpx2.HTTPError, ClientGone) as exc:
         await stack.aclose()
         refusal = refused(exc, model)
@@ -274,7 +283,7 @@ async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool 
             finally:
                 tally.finish(status)
 
-        return RelayedStream(relay_events(upstream, model, tally), closed)
+        return RelayedStream(relay_events(upstream, model, served, tally), closed)
     try:
         data = await unless_gone(request, upstream.aread())
     except ClientGone:
@@ -282,7 +291,7 @@ async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool 
         return Response(status_code=CLIENT_GONE)
     finally:
         await stack.aclose()
-    content = renamed(data, model, tally, chunk=False) if status == 200 else data
+    content = renamed(data, model, tally) if status == 200 else data
     tally.finish(status)
     media = upstream.headers.get("content-type", "application/json")
     return Response(content, status_code=status, media_type=media)

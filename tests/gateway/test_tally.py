@@ -1,12 +1,25 @@
-"""What the relay reads in each answer without parsing it: the model's name put right, the
-chunks with text counted, the usage taken when the answer reports it."""
+"""What the relay reads in each answer without parsing it: whole events passed on however the
+upstream's reads cut them, the model's name put right, the chunks with text counted, the usage
+taken when the answer reports it."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from sage_lsp.gateway.app import Gateway, Tally, renamed
+from sage_lsp.gateway.app import Gateway, Tally, relay_events, renamed
 from sage_lsp.gateway.metrics import GatewayMetrics
+
+EVENTS = [
+    b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"role":"assistant","content":""}}]}',
+    b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"content":"def"}}]}',
+    b'{"id": "c1", "model": "/srv/base", "choices": [{"delta": {"content": " f"}}]}',
+    b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"reasoning_content":"hm"}}]}',
+    b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"content":"say \\"model\\":\\"x\\""}}]}',
+    b'{"id":"c1","model":"/srv/base","choices":[],"usage":null}',
+]
+STREAM = b"".join(b"data: " + event + b"\n\n" for event in EVENTS) + b"data: [DONE]\n\n"
 
 
 def tally() -> Tally:
@@ -14,32 +27,53 @@ def tally() -> Tally:
     return Tally(gateway, "coder", 0.0, counted=True)
 
 
-def test_chunks_are_renamed_and_counted_as_vllm_and_others_write_them() -> None:
+class Upstream:
+    """The upstream's raw reads: the stream cut every ``size`` bytes."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.pieces = [data[i : i + size] for i in range(0, len(data), size)]
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+
+def relayed(served: str, size: int, counted: Tally, data: bytes = STREAM) -> list[bytes]:
+    async def read() -> list[bytes]:
+        upstream = cast(Any, Upstream(data, size))
+        return [block async for block in relay_events(upstream, "coder", served, counted)]
+
+    return asyncio.run(read())
+
+
+def test_events_pass_whole_renamed_and_counted_however_reads_cut_them() -> None:
+    for size in (1, 7, 100, len(STREAM)):
+        counted = tally()
+        blocks = relayed("/srv/base", size, counted)
+        assert all(block.endswith(b"\n\n") for block in blocks)  # never half an event
+        out = b"".join(blocks)
+        assert out == STREAM.replace(b'"model":"/srv/base"', b'"model":"coder"').replace(
+            b'"model": "/srv/base"', b'"model":"coder"'
+        )
+        assert b'say \\"model\\":\\"x\\"' in out  # text that looks like a name is left alone
+        assert counted.chunks == 3 and counted.usage is None  # def, " f" and the quote
+        assert counted.first is not None
+
+
+def test_a_stream_already_named_is_passed_on_as_it_came() -> None:
     counted = tally()
-    chunks = [
-        b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"role":"assistant","content":""}}]}',
-        b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"content":"def"}}]}',
-        b'{"id": "c1", "model": "/srv/base", "choices": [{"delta": {"content": " f"}}]}',
-        b'{"id":"c1","model":"/srv/base","choices":[{"delta":{"reasoning_content":"hm"}}]}',
-        b'{"id":"c2","model":"/srv/base","choices":[{"text":"x"}]}',
-        b'{"id":"c1","model":"/srv/base","choices":[],"usage":null}',
-    ]
-    out = [renamed(chunk, "coder", counted) for chunk in chunks]
-    assert all(b'"model":"coder"' in chunk and b"/srv/base" not in chunk for chunk in out)
-    assert out[1] == b'{"id":"c1","model":"coder","choices":[{"delta":{"content":"def"}}]}'
-    assert counted.chunks == 3 and counted.usage is None  # def, " f" and the completion's x
-    assert counted.first is not None
+    named = STREAM.replace(b"/srv/base", b"coder")
+    assert b"".join(relayed("coder", 50, counted, named)) == named
+    usage = b'data: {"model":"coder","choices":[],"usage":{"completion_tokens":17}}\n\n'
+    relayed("coder", 9, counted, usage)
+    assert counted.usage == 17
 
 
-def test_the_usage_wins_and_a_name_is_never_read_inside_text() -> None:
+def test_a_whole_answer_keeps_its_text_and_reports_its_usage() -> None:
     counted = tally()
     answer = (
-        b'{"model":"coder","choices":[{"message":{"content":"say \\"model\\":\\"x\\""}}],'
+        b'{"model":"/srv/base","choices":[{"message":{"content":"say \\"model\\":\\"x\\""}}],'
         b'"usage":{"prompt_tokens":3,"completion_tokens":17}}'
     )
-    assert renamed(answer, "coder", counted, chunk=False) == answer  # already the right name
+    assert renamed(answer, "coder", counted) == answer.replace(b"/srv/base", b"coder")
     assert counted.usage == 17 and counted.chunks == 0
-    renamed(b'{"model":"a\\"b","choices":[]}', "coder", counted)
-    assert renamed(b'{"model":"a\\"b","choices":[]}', "coder", counted) == (
-        b'{"model":"coder","choices":[]}'
-    )
