@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import psutil
 
 from bench import adapter_switch
 from bench.services import NAME, bare_start, tiny_merged
@@ -69,36 +70,49 @@ async def stream_once(
     return first, tokens
 
 
-async def one_round(base: str, key: str, model: str, streams: int) -> tuple[list[float], float]:
-    """``streams`` concurrent streams: each one's time to first chunk, and tokens/s in all."""
+async def one_round(
+    base: str, key: str, model: str, streams: int
+) -> tuple[list[float], int, float]:
+    """``streams`` concurrent streams: each one's time to first chunk, the tokens of all, and
+    the seconds from the first request to the last token."""
     limits = httpx2.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with httpx2.AsyncClient(timeout=300, trust_env=False, limits=limits) as client:
         started = time.perf_counter()
         reads = [stream_once(client, base, key, model) for _ in range(streams)]
         done = await asyncio.gather(*reads)
         seconds = time.perf_counter() - started
-    return [first for first, _ in done], sum(tokens for _, tokens in done) / seconds
+    return [first for first, _ in done], sum(tokens for _, tokens in done), seconds
 
 
-def compare(direct: tuple[str, str, str], gateway: tuple[str, str, str]) -> dict[str, Any]:
+def compare(
+    direct: tuple[str, str, str], gateway: tuple[str, str, str], process: psutil.Process
+) -> dict[str, Any]:
     """Rounds at each concurrency, the two ways alternating: median first-chunk times and
-    throughputs, what the gateway adds and keeps."""
+    throughputs, what the gateway adds and keeps, and the gateway process' CPU time per token
+    relayed (user and system, over its rounds)."""
     result: dict[str, Any] = {}
     for streams, rounds in ROUNDS.items():
         seen: dict[str, tuple[list[float], list[float]]] = {"direct": ([], []), "gateway": ([], [])}
         asyncio.run(one_round(*direct, streams))  # warm both paths (connections, caches)
         asyncio.run(one_round(*gateway, streams))
+        cpu = tokens = 0.0
         for _ in range(rounds):
             for way, target in (("direct", direct), ("gateway", gateway)):
-                firsts, rate = asyncio.run(one_round(*target, streams))
+                before = process.cpu_times()
+                firsts, count, seconds = asyncio.run(one_round(*target, streams))
+                if way == "gateway":
+                    after = process.cpu_times()
+                    cpu += after.user + after.system - before.user - before.system
+                    tokens += count
                 seen[way][0].extend(firsts)
-                seen[way][1].append(rate)
+                seen[way][1].append(count / seconds)
         ttft = {way: statistics.median(firsts) * 1000 for way, (firsts, _) in seen.items()}
         rate = {way: statistics.median(rates) for way, (_, rates) in seen.items()}
         result[str(streams)] = {
             "ttft_ms": ttft, "tokens_per_s": rate,
             "added_ttft_ms": ttft["gateway"] - ttft["direct"],
             "throughput_ratio": rate["gateway"] / rate["direct"],
+            "gateway_cpu_us_per_token": cpu / tokens * 1e6,
         }  # fmt: skip
     return result
 
@@ -148,7 +162,7 @@ def run() -> dict[str, Any]:
         entry = Registry(settings.paths.run_dir).read(NAME)
         assert entry is not None, "the gateway's service is not in the registry"
         direct = (f"http://127.0.0.1:{entry.port}", entry.api_key, entry.served_model_name)
-        streams = compare(direct, (gateway, key, NAME))
+        streams = compare(direct, (gateway, key, NAME), psutil.Process(process.pid))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -167,8 +181,8 @@ def table(result: dict[str, Any]) -> list[str]:
         "(medians; time to first chunk per stream, tokens/s over a round):",
         "",
         "| concurrent streams | TTFT direct | TTFT gateway | added | tokens/s direct "
-        "| tokens/s gateway | ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens/s gateway | ratio | gateway CPU per token |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for streams, row in result["streams"].items():
         ttft, rate = row["ttft_ms"], row["tokens_per_s"]
@@ -176,7 +190,7 @@ def table(result: dict[str, Any]) -> list[str]:
             f"| {streams} ({result['rounds'][streams]} rounds) "
             f"| {ttft['direct']:.1f} ms | {ttft['gateway']:.1f} ms "
             f"| {row['added_ttft_ms']:+.2f} ms | {rate['direct']:.0f} | {rate['gateway']:.0f} "
-            f"| {row['throughput_ratio']:.3f} |"
+            f"| {row['throughput_ratio']:.3f} | {row['gateway_cpu_us_per_token']:.0f} µs |"
         )
     worst_ttft = max(row["added_ttft_ms"] for row in result["streams"].values())
     worst_ratio = min(row["throughput_ratio"] for row in result["streams"].values())
