@@ -4,6 +4,10 @@ Pids are reused: a pid (or process group id) recorded before a crash or a reboot
 another program now. Every pid sage-lsp may signal is recorded with its create time, and every
 signal goes through :func:`signal_process` or :func:`stop_group`, which check it first: a
 mismatch means the process we meant is gone, and nothing is signalled.
+
+A create time is counted from the boot (Linux: ``/proc/PID/stat``), not from the epoch: the
+epoch's version moves whenever the clock is set (NTP, a virtual machine resumed), and a process
+would then seem to be another one.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds two readings of one process's create time may differ by."""
+EPOCH_TIMES = 1e8
+"""A recorded create time above this is counted from the epoch (an older sage-lsp wrote it)."""
 
 
 def is_alive(pid: int, create_time: float | None = None) -> bool:
@@ -25,7 +35,7 @@ def is_alive(pid: int, create_time: float | None = None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return create_time is None or _same_time(process.create_time(), create_time)
+        return create_time is None or _started_at(process, create_time)
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -33,14 +43,25 @@ def is_alive(pid: int, create_time: float | None = None) -> bool:
 
 
 def create_time(pid: int) -> float:
-    """When ``pid`` started (seconds since the epoch)."""
+    """When ``pid`` started: seconds since the boot where ``/proc`` tells it (unmoved by
+    clock changes), else since the epoch. Raises ``psutil.NoSuchProcess`` for no such pid."""
     import psutil
 
-    return float(psutil.Process(pid).create_time())
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            raise psutil.NoSuchProcess(pid) from None
+        return float(psutil.Process(pid).create_time())  # no /proc: as the epoch counts it
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime, the 22nd field
 
 
-def _same_time(a: float, b: float) -> bool:
-    return abs(a - b) < CREATE_TIME_TOLERANCE
+def _started_at(process: psutil.Process, recorded: float) -> bool:
+    """Whether ``process`` started at ``recorded`` (a create time as :func:`create_time` gives
+    it, or from the epoch as an older sage-lsp recorded it)."""
+    now = process.create_time() if recorded > EPOCH_TIMES else create_time(process.pid)
+    return abs(now - recorded) < CREATE_TIME_TOLERANCE
 
 
 def is_own_group(pgid: int, leader_create_time: float) -> bool:
@@ -55,7 +76,7 @@ def is_own_group(pgid: int, leader_create_time: float) -> bool:
     import psutil
 
     try:
-        return _same_time(psutil.Process(pgid).create_time(), leader_create_time)
+        return _started_at(psutil.Process(pgid), leader_create_time)
     except psutil.NoSuchProcess:
         return True
     except psutil.AccessDenied:

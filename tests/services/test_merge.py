@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from sage_lsp.backends.base import ErrorKind
+from sage_lsp.processes import create_time
 from sage_lsp.services.merge import (
     MergeError,
     adapter_fingerprint,
@@ -295,7 +296,7 @@ def test_child_passes_resolved_arguments(tmp_path: Path) -> None:
         "--parent",
         str(os.getpid()),
         "--parent-started",
-        repr(psutil.Process().create_time()),
+        repr(create_time(os.getpid())),
     ]
     assert "HF_HUB_OFFLINE=1" in caught.value.log_tail
 
