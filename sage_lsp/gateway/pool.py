@@ -41,6 +41,8 @@ class ModelPool:
         self._room = asyncio.Condition()
         """Held while deciding whether a model may start; notified when a model is idle or
         let go, so that queued requests look again."""
+        self._notifying: set[asyncio.Future[None]] = set()
+        """Wake-ups under way (kept until done: the loop holds tasks only weakly)."""
         self._last_used: dict[str, float] = {}
         self._failures: dict[str, str] = {}
         self.launches = 0
@@ -103,8 +105,15 @@ class ModelPool:
         task = self._starts[name] = asyncio.create_task(self._start(name))
         return task
 
-    async def _wake(self) -> None:
-        """Tell queued requests to look for room again."""
+    def _wake(self) -> None:
+        """Tell queued requests to look for room again, without waiting: the decision under
+        way may hold the room for a release's seconds, and no request waits on that."""
+        if self.max_models:
+            task = asyncio.ensure_future(self._notify())
+            self._notifying.add(task)
+            task.add_done_callback(self._notifying.discard)
+
+    async def _notify(self) -> None:
         async with self._room:
             self._room.notify_all()
 
@@ -117,7 +126,7 @@ class ModelPool:
             self._failures[name] = str(exc)
             self._starts.pop(name, None)
             await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=0)
-            await self._wake()
+            self._wake()
             raise
         self._starts.pop(name, None)
         self._failures.pop(name, None)
@@ -166,7 +175,7 @@ class ModelPool:
                 del self._busy[name]
                 self._last_used[name] = asyncio.get_running_loop().time()
                 self._idle(name)
-                await self._wake()
+                self._wake()
 
     async def start(self, name: str) -> ServiceHandle:
         """Start (or join) ``name``'s service and hold it as a request would; its TTL counts
@@ -187,7 +196,7 @@ class ModelPool:
             self.manager.held.discard(model)
         stopped = await asyncio.to_thread(self.manager.stop, service, STOP_WAIT_SECONDS)
         self.manager.held.discard(service)
-        await self._wake()
+        self._wake()
         return stopped
 
     def state(self, name: str) -> str:
@@ -221,6 +230,9 @@ class ModelPool:
         self._timers.pop(name, None)
         if name in self._busy or name in self._starts:
             return  # a request came meanwhile, or a start whose end counts as idle again
+        if not self.max_models:
+            await self._let_go(name)  # no queue: nothing to decide, nobody waits for this
+            return
         async with self._room:
             await self._let_go(name)
             self._room.notify_all()
