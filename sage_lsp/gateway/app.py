@@ -72,8 +72,6 @@ class Gateway:
 WITH_TEXT = re.compile(rb'[{,]\s*"(?:content|text)":\s*"(?!")')
 """A choice with text, in a chunk of a chat (``delta.content``) or a completion (``text``)."""
 COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
-MODEL_NAME = re.compile(rb'"model":\s*("(?:[^"\\]|\\.)*")')
-"""The answer's model name (the first one: the answer's own, before its choices)."""
 
 
 class Tally:
@@ -122,27 +120,24 @@ class Tally:
         )  # fmt: skip
 
 
-def renamed(data: bytes, model: str, tally: Tally) -> bytes:
-    """A whole JSON answer, counted, with ``model`` as its model name (the answer's own: the
-    first one, before its choices)."""
-    tally.seen(data, chunks=False)
-    quoted = json.dumps(model).encode()
-    return MODEL_NAME.sub(lambda found: found[0] if found[1] == quoted else b'"model":' + quoted,
-                          data, count=1)  # fmt: skip
+def renamer(model: str, served: str) -> Callable[[bytes], bytes] | None:
+    """What puts ``model`` where an answer names ``served`` (a bytes substitution, no JSON
+    parsed); None when the two are the same. Text that merely looks like a name is escaped in
+    JSON, so it never matches."""
+    if served == model:
+        return None
+    return functools.partial(
+        re.compile(rb'"model":\s*' + re.escape(json.dumps(served).encode())).sub,
+        b'"model":' + json.dumps(model).encode(),
+    )
 
 
 async def relay_events(
-    upstream: httpx2.Response, model: str, served: str, tally: Tally
+    upstream: httpx2.Response, tally: Tally, rename: Callable[[bytes], bytes] | None
 ) -> AsyncIterator[bytes]:
-    """The upstream's SSE stream as it comes, whole events at a time, naming ``model`` where
-    the service names ``served``. Each block of events is counted and renamed by a few calls
-    into C, never event by event in Python: a relayed chunk costs the gateway little CPU."""
-    rename = None
-    if served != model:
-        rename = functools.partial(
-            re.compile(rb'"model":\s*' + re.escape(json.dumps(served).encode())).sub,
-            b'"model":' + json.dumps(model).encode(),
-        )
+    """The upstream's SSE stream as it comes, whole events at a time, each block renamed (see
+    :func:`renamer`) and counted by a few calls into C, never event by event in Python: a
+    relayed chunk costs the gateway little CPU."""
     pending = b""
     async for piece in upstream.aiter_raw():
         pending += piece
@@ -275,6 +270,7 @@ async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool 
         tally.finish(refusal.status_code)
         return refusal
     status = upstream.status_code
+    rename = renamer(model, served)
     if status == 200 and upstream.headers.get("content-type", "").startswith("text/event-stream"):
 
         async def closed() -> None:
@@ -283,25 +279,29 @@ async def relay(gateway: Gateway, request: Request, path: str, *, counted: bool 
             finally:
                 tally.finish(status)
 
-        return RelayedStream(relay_events(upstream, model, served, tally), closed)
+        return RelayedStream(relay_events(upstream, tally, rename), closed)
     try:
         data = await unless_gone(request, upstream.aread())
-    except ClientGone:
-        tally.finish(CLIENT_GONE)
-        return Response(status_code=CLIENT_GONE)
+    except ClientGone as exc:
+        refusal = refused(exc, model)
+        tally.finish(refusal.status_code)
+        return refusal
     finally:
         await stack.aclose()
-    content = renamed(data, model, tally) if status == 200 else data
+    if status == 200:
+        tally.seen(data, chunks=False)
+        data = rename(data) if rename is not None else data
     tally.finish(status)
     media = upstream.headers.get("content-type", "application/json")
-    return Response(content, status_code=status, media_type=media)
+    return Response(data, status_code=status, media_type=media)
 
 
 async def list_models(gateway: Gateway) -> JSONResponse:
     """The store's finetuned models and the running services, in OpenAI's list shape, each
     with its context length (``max_model_len``) where it is known."""
     pool = gateway.pool
-    ready = {entry.name: entry for entry in pool.running() if entry.state == "ready"}
+    running = pool.running()
+    ready = {entry.name: entry for entry in running if entry.state == "ready"}
     seen: dict[str, dict[str, Any]] = {}
 
     async def listed(name: str, created: int, service: ServiceEntry | None) -> dict[str, Any]:
@@ -321,7 +321,7 @@ async def list_models(gateway: Gateway) -> JSONResponse:
         seen[name] = await listed(name, 0, ready.get(parent or name))
         if parent is not None:
             seen[name]["parent"] = parent
-    for entry in pool.running():
+    for entry in running:
         if entry.name not in seen:
             seen[entry.name] = await listed(
                 entry.name, int(entry.started_at), ready.get(entry.name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx2
 
 from sage_lsp.core.errors import SageError
+from sage_lsp.gateway.upstream import service_get
 from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.merge import resolve_base
 from sage_lsp.services.registry import ServiceEntry
@@ -76,15 +77,13 @@ class ContextLengths:
         """The ``max_model_len`` a ready service's vLLM reports (asked once per process)."""
         key = (entry.name, entry.pid)
         if key not in self._asked:
-            try:
-                answer = await client.get(
-                    f"http://127.0.0.1:{entry.port}/v1/models",
-                    headers={"Authorization": f"Bearer {entry.api_key}"},
-                    timeout=ASK_SECONDS,
-                )
-                listed = answer.json().get("data") or []
-            except (httpx2.HTTPError, ValueError, AttributeError):
+            answer = await service_get(client, entry, "/v1/models", ASK_SECONDS)
+            if answer is None:
                 return None  # asked again next time
+            try:
+                listed = answer.json().get("data") or []
+            except (ValueError, AttributeError):
+                return None
             lengths = [m.get("max_model_len") for m in listed if isinstance(m, dict)]
             self._asked[key] = next((n for n in lengths if isinstance(n, int)), None)
         return self._asked[key]

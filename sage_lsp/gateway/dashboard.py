@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from sage_lsp.core.errors import InvalidInput, SageError
 from sage_lsp.gateway.app import Gateway, openai_error, refused
+from sage_lsp.gateway.pool import UnknownModel
 from sage_lsp.services import logfile
 from sage_lsp.services.registry import ServiceEntry
 from sage_lsp.services.store import check_name
@@ -97,11 +98,9 @@ def known(gateway: Gateway, name: str) -> bool:
     return gateway.pool.manager.registry.read(name) is not None
 
 
-def not_found(name: str) -> JSONResponse:
-    """404 for a model the gateway does not know."""
-    return openai_error(
-        404, f"The model `{name}` does not exist.", "invalid_request_error", "model_not_found"
-    )
+def not_found(name: str) -> Response:
+    """404 for a model the gateway does not know, as a request for it is answered."""
+    return refused(UnknownModel(name), name)
 
 
 def log_lines(request: Request) -> int | None:

@@ -12,6 +12,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from sage_lsp.gateway.upstream import service_get
 from sage_lsp.services.registry import ServiceEntry
 
 SCRAPE_SECONDS = 2.0
@@ -91,15 +92,8 @@ async def scrape(client: httpx2.AsyncClient, services: list[ServiceEntry]) -> di
     :data:`SCRAPE_SECONDS`, by service name."""
 
     async def one(entry: ServiceEntry) -> str | None:
-        try:
-            answer = await client.get(
-                f"http://127.0.0.1:{entry.port}/metrics",
-                headers={"Authorization": f"Bearer {entry.api_key}"},
-                timeout=SCRAPE_SECONDS,
-            )
-        except httpx2.HTTPError:
-            return None
-        return answer.text if answer.status_code == 200 else None
+        answer = await service_get(client, entry, "/metrics", SCRAPE_SECONDS)
+        return answer.text if answer is not None and answer.status_code == 200 else None
 
     ready = [entry for entry in services if entry.state == "ready"]
     texts = await asyncio.gather(*(one(entry) for entry in ready))

@@ -22,6 +22,9 @@ STOP_WAIT_SECONDS = 12.0
 class UnknownModel(InvalidInput):
     """No finetuned model of the store and no running service has this name."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The model `{name}` does not exist.")
+
 
 class ModelPool:
     """Ensures models' services through one :class:`ServiceManager` (the gateway's holder)."""
@@ -148,23 +151,21 @@ class ModelPool:
             try:
                 check_name(name)  # before it names a registry file
             except InvalidInput:
-                raise UnknownModel(f"The model `{name}` does not exist.") from None
+                raise UnknownModel(name) from None
             entry = await asyncio.to_thread(self.manager.registry.read, name)
             if entry is not None and entry.state == "ready" and entry.processes_alive():
                 # a running service that is not a finetuned model: relayed, not held
                 return ServiceHandle(
                     name, entry.served_model_name, entry.port, entry.api_key, entry
                 )
-            raise UnknownModel(f"The model `{name}` does not exist.")
+            raise UnknownModel(name)
         return await asyncio.shield(await self._ensure(name))
 
     @contextlib.asynccontextmanager
     async def use(self, name: str) -> AsyncIterator[ServiceHandle]:
         """Hold ``name``'s service for one request; its TTL counts from the end of the last."""
         self._busy[name] = self._busy.get(name, 0) + 1
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_timer(name)
         try:
             handle = await self._handle(name)
             async with self.manager.in_use(handle):  # an adapter load waits for the request
@@ -189,9 +190,7 @@ class ModelPool:
         start get its failure. Returns whether a service was stopped."""
         service = self.service_of(name)
         for model in [n for n in set(self._handles) | {name} if self.service_of(n) == service]:
-            timer = self._timers.pop(model, None)
-            if timer is not None:
-                timer.cancel()
+            self._cancel_timer(model)
             self._handles.pop(model, None)
             self.manager.held.discard(model)
         stopped = await asyncio.to_thread(self.manager.stop, service, STOP_WAIT_SECONDS)
@@ -215,11 +214,15 @@ class ModelPool:
         """Why the last start of ``name`` failed, if it did (a later success forgets it)."""
         return self._failures.get(name)
 
-    def _idle(self, name: str) -> None:
-        """Count the TTL of ``name`` from now (its last request ended)."""
+    def _cancel_timer(self, name: str) -> None:
+        """Stop counting ``name``'s TTL."""
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+
+    def _idle(self, name: str) -> None:
+        """Count the TTL of ``name`` from now (its last request ended)."""
+        self._cancel_timer(name)
         if self.ttl > 0 and name in self.manager.held:
             loop = asyncio.get_running_loop()
             self._timers[name] = loop.call_later(
@@ -240,9 +243,7 @@ class ModelPool:
     async def _let_go(self, name: str) -> None:
         """Release the gateway's hold on idle ``name``: its service stops unless another
         session holds it."""
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_timer(name)
         self._handles.pop(name, None)
         await asyncio.to_thread(self.manager.release_one, name, stop=True, wait=STOP_WAIT_SECONDS)
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from sage_lsp.gateway.app import Gateway, Tally, relay_events, renamed
+from sage_lsp.gateway.app import Gateway, Tally, relay_events, renamer
 from sage_lsp.gateway.metrics import GatewayMetrics
 
 EVENTS = [
@@ -41,7 +41,8 @@ class Upstream:
 def relayed(served: str, size: int, counted: Tally, data: bytes = STREAM) -> list[bytes]:
     async def read() -> list[bytes]:
         upstream = cast(Any, Upstream(data, size))
-        return [block async for block in relay_events(upstream, "coder", served, counted)]
+        rename = renamer("coder", served)
+        return [block async for block in relay_events(upstream, counted, rename)]
 
     return asyncio.run(read())
 
@@ -75,5 +76,8 @@ def test_a_whole_answer_keeps_its_text_and_reports_its_usage() -> None:
         b'{"model":"/srv/base","choices":[{"message":{"content":"say \\"model\\":\\"x\\""}}],'
         b'"usage":{"prompt_tokens":3,"completion_tokens":17}}'
     )
-    assert renamed(answer, "coder", counted) == answer.replace(b"/srv/base", b"coder")
+    counted.seen(answer, chunks=False)
+    rename = renamer("coder", "/srv/base")
+    assert rename is not None and rename(answer) == answer.replace(b"/srv/base", b"coder")
     assert counted.usage == 17 and counted.chunks == 0
+    assert renamer("coder", "coder") is None  # named as asked: passed on as it came
