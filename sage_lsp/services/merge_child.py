@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sage_lsp.processes import is_alive
+from sage_lsp.services import cpus
 from sage_lsp.services.merge import (
     FAILED,
     MERGE_MODULE,
@@ -311,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    cpus.restore()  # every core the session had, not only those it kept to
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop cleans up like Ctrl-C
     watched = ns.parent is not None and ns.parent_started is not None  # not when run by hand
     session_alive = _session_alive(ns.parent, ns.parent_started) if watched else lambda: True

@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from sage_lsp.paths import private_umask
 from sage_lsp.processes import create_time, is_alive, stop_group
-from sage_lsp.services import logfile, probe
+from sage_lsp.services import cpus, logfile, probe
 from sage_lsp.services.registry import Registry, ServiceEntry
 
 POLL_SECONDS = 0.5
@@ -263,6 +263,7 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> None:
     """``python -m sage_lsp.services.supervisor RUN_DIR NAME [--adopt]``."""
     private_umask()  # what it and vLLM create is the user's only (folders 0700, files 0600)
+    cpus.restore()  # vLLM gets every core the session had, not only those it kept to
     args = sys.argv[1:] if argv is None else argv
     sys.exit(Supervisor(Path(args[0]), args[1], adopt="--adopt" in args[2:]).run())
 

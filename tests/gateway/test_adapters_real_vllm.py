@@ -35,9 +35,9 @@ def adapter_mode(real_env: str, sage_home: Path) -> str:
 
 
 def test_two_adapters_of_one_base_one_vllm_switched_without_a_restart(
-    adapter_mode: str, gateway: tuple[openai.OpenAI, int], sage_home: Path
+    adapter_mode: str, gateway: tuple[openai.OpenAI, int, int], sage_home: Path
 ) -> None:
-    client, _ = gateway
+    client, _, _ = gateway
 
     def complete(model: str) -> str:
         answer = client.completions.create(

