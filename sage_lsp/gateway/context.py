@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx2
+import aiohttp
 
 from sage_lsp.core.errors import SageError
 from sage_lsp.gateway.upstream import service_get
@@ -73,7 +73,7 @@ class ContextLengths:
             return config_length(Path(resolve_base(model, model.base_model)))
         return config_length(model.merged_dir)
 
-    async def served(self, client: httpx2.AsyncClient, entry: ServiceEntry) -> int | None:
+    async def served(self, client: aiohttp.ClientSession, entry: ServiceEntry) -> int | None:
         """The ``max_model_len`` a ready service's vLLM reports (asked once per process)."""
         key = (entry.name, entry.pid)
         if key not in self._asked:
@@ -81,7 +81,7 @@ class ContextLengths:
             if answer is None:
                 return None  # asked again next time
             try:
-                listed = answer.json().get("data") or []
+                listed = json.loads(answer).get("data") or []
             except (ValueError, AttributeError):
                 return None
             lengths = [m.get("max_model_len") for m in listed if isinstance(m, dict)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-import httpx2
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,13 +87,13 @@ class Relabelled(Collector):
         return families.values()
 
 
-async def scrape(client: httpx2.AsyncClient, services: list[ServiceEntry]) -> dict[str, str]:
+async def scrape(client: aiohttp.ClientSession, services: list[ServiceEntry]) -> dict[str, str]:
     """The ``/metrics`` text of each ready service that answers within
     :data:`SCRAPE_SECONDS`, by service name."""
 
     async def one(entry: ServiceEntry) -> str | None:
         answer = await service_get(client, entry, "/metrics", SCRAPE_SECONDS)
-        return answer.text if answer is not None and answer.status_code == 200 else None
+        return answer.decode("utf-8", "replace") if answer is not None else None
 
     ready = [entry for entry in services if entry.state == "ready"]
     texts = await asyncio.gather(*(one(entry) for entry in ready))

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import httpx2
+import asyncio
+
+import aiohttp
 
 from sage_lsp.services.probe import HOST
 from sage_lsp.services.registry import ServiceEntry
 
 
 async def service_get(
-    client: httpx2.AsyncClient, entry: ServiceEntry, path: str, timeout: float
-) -> httpx2.Response | None:
-    """``GET path`` of ``entry``'s service with its key; None when it does not answer within
-    ``timeout`` seconds (or at all)."""
+    client: aiohttp.ClientSession, entry: ServiceEntry, path: str, timeout: float
+) -> bytes | None:
+    """The body of ``GET path`` of ``entry``'s service, asked with its key; None unless it
+    answers 200 within ``timeout`` seconds."""
     try:
-        return await client.get(
+        async with client.get(
             f"http://{HOST}:{entry.port}{path}",
             headers={"Authorization": f"Bearer {entry.api_key}"},
-            timeout=timeout,
-        )
-    except httpx2.HTTPError:
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as answer:
+            return await answer.read() if answer.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError):
         return None

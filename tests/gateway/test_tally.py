@@ -27,22 +27,16 @@ def tally() -> Tally:
     return Tally(gateway, "coder", 0.0, counted=True)
 
 
-class Upstream:
+async def upstream(data: bytes, size: int) -> AsyncIterator[bytes]:
     """The upstream's raw reads: the stream cut every ``size`` bytes."""
-
-    def __init__(self, data: bytes, size: int) -> None:
-        self.pieces = [data[i : i + size] for i in range(0, len(data), size)]
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
 
 
 def relayed(served: str, size: int, counted: Tally, data: bytes = STREAM) -> list[bytes]:
     async def read() -> list[bytes]:
-        upstream = cast(Any, Upstream(data, size))
         rename = renamer("coder", served)
-        return [block async for block in relay_events(upstream, counted, rename)]
+        return [block async for block in relay_events(upstream(data, size), counted, rename)]
 
     return asyncio.run(read())
 
