@@ -55,6 +55,15 @@ CHAT_CHUNK = "sage/chatChunk"
 STATUS_DID_CHANGE = "sage/status/didChange"
 """The backend's state changed; params :class:`StatusChange`."""
 
+# --- commands (workspace/executeCommand and code actions) ------------------------------------
+COMMAND_EXPLAIN = "sage.explain"
+"""The command of the "Sage: explain" code action, arguments ``[ContextRef]``: run by the
+client (it opens the chat with that context), so not in ``executeCommandProvider``."""
+COMMAND_FIX = "sage.fix"
+"""The command of the "Sage: fix" code action, run by the server: arguments ``[FixArgs]``,
+result :class:`FixResult`; the replacement reaches the document through
+``workspace/applyEdit``."""
+
 METHODS: tuple[str, ...] = (
     CHAT,
     CHAT_RESET,
@@ -117,6 +126,33 @@ class ChatParams:
     """Configuration keys that override the session's for this turn only."""
     stream: bool = True
     """Send ``sage/chatChunk`` notifications while the answer is written."""
+    context: list[ContextRef] | None = None
+    """Editor documents (or ranges of them) the model sees with the question."""
+
+
+@dataclass(frozen=True)
+class ContextRef:
+    """A document, or a range of it, attached to a question (``context`` of
+    :class:`ChatParams`) or named by a code action's ``sage.explain``."""
+
+    uri: str
+    """The document: the editor's synced copy when it is open, else a ``file:`` URI on disk."""
+    range: dict[str, Any] | None = None
+    """An LSP Range in the negotiated position encoding; the whole document when absent."""
+    diagnostics: list[dict[str, Any]] | None = None
+    """LSP Diagnostics the client shows there, listed under the code for the model."""
+
+
+@dataclass(frozen=True)
+class AttachedContext:
+    """A document the model saw with the question (``context`` of :class:`ChatResult`)."""
+
+    uri: str
+    """The document."""
+    truncated: bool
+    """Shortened to fit the ``contextTokens`` budget (the start of the range was kept)."""
+    range: dict[str, Any] | None = None
+    """The range attached, as the client sent it; absent for a whole document."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +243,8 @@ class ChatResult:
     """Token counts, when the server reports them."""
     trimmed: Trimmed | None = None
     """What was left out of the prompt to fit the model's context; absent when nothing was."""
+    context: list[AttachedContext] | None = None
+    """The editor context the model saw, in the order of the params; absent when none was sent."""
 
 
 @dataclass(frozen=True)
@@ -438,6 +476,30 @@ class BuildPipelineResult:
     """A WorkspaceEdit creating ``targetUri`` with the YAML, when it was given."""
 
 
+@dataclass(frozen=True)
+class FixArgs:
+    """The argument of ``sage.fix`` (``workspace/executeCommand`` ``arguments: [FixArgs]``)."""
+
+    uri: str
+    """The document to change."""
+    range: dict[str, Any]
+    """The LSP Range to replace, in the negotiated position encoding."""
+    diagnostics: list[dict[str, Any]] | None = None
+    """LSP Diagnostics to fix (from the code action)."""
+    instruction: str | None = None
+    """What to change, in words; "fix the problems" when absent."""
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """The result of ``sage.fix``."""
+
+    applied: bool
+    """The client's answer to ``workspace/applyEdit``."""
+    text: str
+    """The replacement the model wrote, re-indented to the range."""
+
+
 # --- wire conversion -------------------------------------------------------------------------
 
 
@@ -471,8 +533,10 @@ P = TypeVar("P")
 
 def _describe(kind: Any) -> str:
     names = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
-    if typing.get_origin(kind) is dict:
+    if typing.get_origin(kind) is dict or dataclasses.is_dataclass(kind):
         return "an object"
+    if typing.get_origin(kind) is list:
+        return "an array"
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 
@@ -483,6 +547,8 @@ def _check(kind: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         inner = [option for option in options if option is not type(None)]
+        if len(inner) == 1:
+            return _check(inner[0], value, where)
         for option in inner:
             try:
                 return _check(option, value, where)
@@ -492,8 +558,17 @@ def _check(kind: Any, value: Any, where: str) -> Any:
         raise InvalidParams(f"{where} must be {kinds}, not {type(value).__name__}")
     if origin is dict:
         if not isinstance(value, dict):
-            raise InvalidParams(f"{where} must be an object")
+            raise InvalidParams(f"{where} must be an object, not {type(value).__name__}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise InvalidParams(f"{where} must be an array, not {type(value).__name__}")
+        (item,) = typing.get_args(kind)
+        return [_check(item, one, f"{where}[{i}]") for i, one in enumerate(value)]
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise InvalidParams(f"{where} must be an object, not {type(value).__name__}")
+        return _build(kind, value, f"{where}.")
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -526,13 +601,18 @@ def from_wire(cls: type[P], raw: Any) -> P:
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams("params must be an object")
+    return _build(cls, raw, "")
+
+
+def _build(cls: type[P], raw: dict[str, Any], prefix: str) -> P:
+    """``cls`` from the checked fields of ``raw``; errors name a field as ``prefix`` + key."""
     hints = _type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = camel(f.name)
         if key not in raw:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise InvalidParams(f"{key} is required")
+                raise InvalidParams(f"{prefix}{key} is required")
             continue
-        values[f.name] = _check(hints[f.name], raw[key], key)
+        values[f.name] = _check(hints[f.name], raw[key], prefix + key)
     return cls(**values)

@@ -53,6 +53,13 @@ WIRE_NAMES: dict[str, str | int] = {
 }
 """protocol.py's method names and codes by their camelCase name (``CHAT_RESET`` -> chatReset)."""
 
+COMMAND_NAMES: dict[str, str] = {
+    name.removeprefix("COMMAND_").lower(): value
+    for name, value in vars(protocol).items()
+    if name.startswith("COMMAND_")
+}
+"""protocol.py's commands by their short name (``COMMAND_FIX`` -> fix)."""
+
 TS_ONLY_INTERFACES = {"SageCapabilities", "Requests"}
 """protocol.ts interfaces with no payload class: ``capabilities.experimental.sage`` of the
 initialize result (:func:`test_capabilities_match`) and the map of requests to their params and
@@ -175,7 +182,8 @@ def test_string_unions_match(module: TsModule) -> None:
 
 
 def test_method_names_and_error_codes_match(module: TsModule) -> None:
-    assert set(module.consts) == {"Methods", "ErrorCodes", "PipelineFiles"}
+    assert set(module.consts) == {"Methods", "ErrorCodes", "PipelineFiles", "Commands"}
+    assert module.consts["Commands"] == COMMAND_NAMES
     for const in ("Methods", "ErrorCodes"):
         differ = {
             key: (value, WIRE_NAMES.get(key))

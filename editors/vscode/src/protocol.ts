@@ -7,7 +7,7 @@
  * holds declarations only (imports, `export const ... as const`, `export type`, `export
  * interface`), the subset that test parses.
  */
-import type { WorkspaceEdit } from 'vscode-languageclient';
+import type { Diagnostic, Range, WorkspaceEdit } from 'vscode-languageclient';
 
 /** The `sage/*` requests and notifications the extension sends or handles. */
 export const Methods = {
@@ -22,6 +22,15 @@ export const Methods = {
   buildPipeline: 'sage/buildPipeline',
   chatChunk: 'sage/chatChunk',
   statusDidChange: 'sage/status/didChange',
+} as const;
+
+/**
+ * The commands of the server's code actions: `explain` is run by the extension (it opens the chat
+ * with `[ContextRef]`), `fix` by the server (`workspace/executeCommand` with `[FixArgs]`).
+ */
+export const Commands = {
+  explain: 'sage.explain',
+  fix: 'sage.fix',
 } as const;
 
 /** JSON-RPC error codes the server answers with. */
@@ -52,6 +61,25 @@ export interface ChatParams {
   /** Settings that override the session's for this turn only (e.g. another finetuned model). */
   backend?: Record<string, unknown>;
   stream?: boolean;
+  /** Editor documents or ranges the model sees with the question (read by the server). */
+  context?: ContextRef[];
+}
+
+/**
+ * A document, or a range of it (positions in the negotiated encoding), attached to a question;
+ * also the argument of the `sage.explain` command.
+ */
+export interface ContextRef {
+  uri: string;
+  range?: Range;
+  diagnostics?: Diagnostic[];
+}
+
+/** A document the model saw with the question; `truncated` when the `contextTokens` budget shortened it. */
+export interface AttachedContext {
+  uri: string;
+  truncated: boolean;
+  range?: Range;
 }
 
 /** Params of `sage/chat/reset` and `sage/chat/history`. */
@@ -112,6 +140,7 @@ export interface ChatResult {
   sources: Source[];
   usage?: Usage;
   trimmed?: Trimmed;
+  context?: AttachedContext[];
 }
 
 /** One message of a conversation. */
@@ -199,6 +228,20 @@ export interface BuildPipelineResult {
   errors: string[];
   attempts: number;
   edit?: WorkspaceEdit;
+}
+
+/** The argument of the `sage.fix` command: replace `range` with the model's fix. */
+export interface FixArgs {
+  uri: string;
+  range: Range;
+  diagnostics?: Diagnostic[];
+  instruction?: string;
+}
+
+/** The result of `sage.fix`: `applied` is the editor's answer to the server's `workspace/applyEdit`. */
+export interface FixResult {
+  applied: boolean;
+  text: string;
 }
 
 /** `capabilities.experimental.sage` of the initialize result. */
