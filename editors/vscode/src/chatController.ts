@@ -6,18 +6,21 @@
 import { randomUUID } from 'node:crypto';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import { request, type Disposable, type SageConnection } from './connection';
+import { attachedChips } from './editorContext';
 import { errorCode, errorLine } from './errors';
 import type { PanelAction, PanelState } from './panelState';
 import { initialState, isBusy, reduce, stateFromHistory } from './panelState';
 import type { WebviewMessage } from './panelMessages';
 import { ErrorCodes, Methods } from './protocol';
-import type { ChatChunk, ChatParams } from './protocol';
+import type { ChatChunk, ChatParams, ContextRef } from './protocol';
 
 /** What the panel's buttons do in the editor; VS Code provides it, tests stub it. */
 export interface EditorActions {
   copy(code: string): Promise<void>;
   insert(code: string): Promise<void>;
   openSource(path: string): Promise<void>;
+  /** The path the workspace shows for the document `uri` (an attached document's chip). */
+  relativePath(uri: string): string;
 }
 
 /** One chat conversation and the panel showing it. */
@@ -77,23 +80,25 @@ export class ChatController implements Disposable {
   }
 
   /**
-   * Asks `question` in the conversation and resolves, once the request ended, to the action that
-   * ended the turn (`finished`, `cancelled` or `failed`); undefined when the question is blank
-   * or an answer is still being written.
+   * Asks `question` in the conversation, with the editor documents of `context` attached (the
+   * server reads them), and resolves, once the request ended, to the action that ended the turn
+   * (`finished`, `cancelled` or `failed`); undefined when the question is blank or an answer is
+   * still being written.
    */
-  async ask(question: string): Promise<PanelAction | undefined> {
+  async ask(question: string, context: ContextRef[] = []): Promise<PanelAction | undefined> {
     if (!question.trim() || isBusy(this.state)) {
       return undefined;
     }
     const { chatId } = this.state;
     const source = new CancellationTokenSource();
     this.inFlight = source;
-    this.dispatch({ type: 'asked', question });
+    const relativePath = (uri: string): string => this.editor.relativePath(uri);
+    this.dispatch({ type: 'asked', question, attached: attachedChips(context, relativePath) });
     let end: PanelAction;
     try {
-      const params: ChatParams = { message: question, chatId };
+      const params: ChatParams = { message: question, chatId, ...(context.length ? { context } : {}) };
       const result = await request(this.connection, Methods.chat, params, source.token);
-      end = { type: 'finished', result };
+      end = { type: 'finished', result, ...(result.context ? { attached: attachedChips(result.context, relativePath) } : {}) };
     } catch (error) {
       const cancelled = source.token.isCancellationRequested || errorCode(error) === ErrorCodes.requestCancelled;
       end = cancelled ? { type: 'cancelled', chatId } : { type: 'failed', chatId, message: errorLine(error) };

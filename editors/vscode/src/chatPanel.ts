@@ -6,6 +6,7 @@ import { errorLine } from './errors';
 import type { WebviewMessage } from './panelMessages';
 import { makeNonce, renderPanelHtml } from './panelHtml';
 import { isBusy, savedState } from './panelState';
+import type { ContextRef } from './protocol';
 
 /** The chat panel's view type, also the serializer's (`onWebviewPanel:sage.chat`). */
 export const VIEW_TYPE = 'sage.chat';
@@ -76,14 +77,14 @@ export class ChatPanel implements vscode.Disposable {
     this.panel = panel;
   }
 
-  /** Shows the panel and asks `question` in the conversation. */
-  async ask(question: string): Promise<void> {
+  /** Shows the panel and asks `question` in the conversation, with the documents of `context` attached. */
+  async ask(question: string, context: ContextRef[] = []): Promise<void> {
     this.show();
     if (isBusy(this.controller.current)) {
       void vscode.window.showInformationMessage('Sage: an answer is being written; stop it or wait, then ask again.');
       return;
     }
-    await this.controller.ask(question);
+    await this.controller.ask(question, context);
   }
 
   /** Closes the panel. */

@@ -28,8 +28,8 @@ import {
 } from 'vscode-languageclient/node';
 import type { Disposable, SageConnection } from './connection';
 import { errorLine } from './errors';
+import { documentSelector } from './documentSelector';
 import type { SageCapabilities } from './protocol';
-import { pipelineSelector } from './pipelineSelector';
 import { ServerLifecycle, StartSuperseded, requestArguments } from './serverLifecycle';
 import { exitDescription, StderrTail } from './serverProcess';
 import { splitCommand } from './shellWords';
@@ -322,7 +322,7 @@ export class SageClient implements SageConnection, vscode.Disposable {
         });
       });
     const clientOptions: LanguageClientOptions = {
-      documentSelector: pipelineSelector(),
+      documentSelector: documentSelector(),
       // No initializationOptions: the server pulls the section after `initialized`, and what it
       // pulls or is pushed replaces (not patches) the editor's settings.
       outputChannel: this.output,
@@ -348,6 +348,9 @@ export class SageClient implements SageConnection, vscode.Disposable {
       },
     };
     const client = new SageLanguageClient('sage', 'Sage', serverOptions, clientOptions);
+    // `textDocument/inlineCompletion` (LSP 3.18) is a proposed feature of vscode-languageclient 9:
+    // the server's completions show as ghost text (`completion.enabled` turns them off).
+    client.registerProposedFeatures();
     for (const method of this.handlers.keys()) {
       this.forward(client, method);
     }

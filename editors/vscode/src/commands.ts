@@ -2,13 +2,16 @@
 import * as vscode from 'vscode';
 import type { ChatPanel } from './chatPanel';
 import type { SageClient } from './client';
-import { pipelineFileName, questionAboutCode } from './commandText';
+import { pipelineFileName } from './commandText';
 import { request } from './connection';
+import { contextRef } from './editorContext';
 import { errorCode, errorLine } from './errors';
 import {
+  Commands,
   ErrorCodes,
   Methods,
   type BuildPipelineParams,
+  type ContextRef,
   type ServiceInfo,
 } from './protocol';
 import { reportStartFailure } from './serverReports';
@@ -46,6 +49,15 @@ async function showError(error: unknown): Promise<void> {
   }
 }
 
+/** The question the panel asks about attached code when the person gives none. */
+const EXPLAIN = 'Explain this code.';
+
+/** The selection of `editor` as a reference, with the diagnostics VS Code shows on it (the server reads the text). */
+function selectionContext(editor: vscode.TextEditor): ContextRef {
+  const { uri } = editor.document;
+  return contextRef(uri.toString(), editor.selection, vscode.languages.getDiagnostics(uri));
+}
+
 async function askAboutSelection({ panel }: CommandContext): Promise<void> {
   const editor = vscode.window.activeTextEditor;
   const code = editor?.document.getText(editor.selection) ?? '';
@@ -56,12 +68,22 @@ async function askAboutSelection({ panel }: CommandContext): Promise<void> {
   const question = await vscode.window.showInputBox({
     title: 'Ask Sage about the selection',
     prompt: 'Your question about the selected code',
-    value: 'Explain this code.',
+    value: EXPLAIN,
   });
   if (question === undefined) {
     return;
   }
-  await panel.ask(questionAboutCode(question || 'Explain this code.', editor.document.languageId, code));
+  await panel.ask(question.trim() || EXPLAIN, [selectionContext(editor)]);
+}
+
+/** `sage.explain`, the server's "Sage: explain" code action: the chat explains the code it names. */
+async function explain({ panel }: CommandContext, context: unknown): Promise<void> {
+  const ref = context as ContextRef | undefined;
+  if (typeof ref?.uri !== 'string') {
+    void vscode.window.showInformationMessage('Sage: explain runs from the code actions (the light bulb) of a selection or a problem.');
+    return;
+  }
+  await panel.ask(EXPLAIN, [ref]);
 }
 
 async function buildPipeline({ client }: CommandContext): Promise<void> {
@@ -214,9 +236,10 @@ async function restartServer({ client }: CommandContext): Promise<void> {
 
 /** Registers every command; the returned disposables unregister them. */
 export function registerCommands(context: CommandContext): vscode.Disposable[] {
-  const commands: Record<string, (context: CommandContext) => Promise<void> | void> = {
+  const commands: Record<string, (context: CommandContext, ...args: unknown[]) => Promise<void> | void> = {
     'sage.openChat': ({ panel }) => { panel.show(); },
     'sage.askAboutSelection': askAboutSelection,
+    [Commands.explain]: explain,
     'sage.buildPipeline': buildPipeline,
     'sage.startModel': startModel,
     'sage.stopModel': stopModel,
@@ -226,5 +249,5 @@ export function registerCommands(context: CommandContext): vscode.Disposable[] {
     'sage.showOutput': ({ output }) => { output.show(); },
     [SHOW_STATUS_COMMAND]: showStatus,
   };
-  return Object.entries(commands).map(([id, run]) => vscode.commands.registerCommand(id, () => run(context)));
+  return Object.entries(commands).map(([id, run]) => vscode.commands.registerCommand(id, (...args: unknown[]) => run(context, ...args)));
 }

@@ -1,4 +1,4 @@
-/** What the chat panel's buttons do in VS Code: copy, insert at the cursor, open a source. */
+/** What the chat panel's buttons do in VS Code: copy, insert at the cursor, open a source or an attached document. */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -43,6 +43,11 @@ export class VsCodeEditorActions implements EditorActions, vscode.Disposable {
       return;
     }
     await vscode.commands.executeCommand('vscode.open', uri);
+  }
+
+  /** The document `uri` as the workspace names it (relative to its folder when it is in one). */
+  relativePath(uri: string): string {
+    return vscode.workspace.asRelativePath(vscode.Uri.parse(uri));
   }
 
   /** Stops following the active editor. */

@@ -3,6 +3,7 @@
  * copy (re-sent to a webview that is shown again); the webview applies the same actions to its
  * own copy as they arrive, so both always agree.
  */
+import type { AttachedChip } from './editorContext';
 import type { ChatChunk, ChatResult, HistoryResult, Source } from './protocol';
 
 /** Where one turn stands. */
@@ -23,6 +24,8 @@ export interface Turn {
   turn?: number;
   status: TurnStatus;
   sources: Source[];
+  /** The editor documents sent with the question; once answered, as the server attached them. */
+  attached?: AttachedChip[];
   finishReason?: 'stop' | 'length';
   /** Seconds the answer took, once finished. */
   seconds?: number;
@@ -47,9 +50,9 @@ export interface PanelState {
 
 /** Everything that changes the panel; the host sends these to the webview as they happen. */
 export type PanelAction =
-  | { type: 'asked'; question: string }
+  | { type: 'asked'; question: string; attached?: AttachedChip[] }
   | { type: 'chunk'; chunk: ChatChunk }
-  | { type: 'finished'; result: ChatResult }
+  | { type: 'finished'; result: ChatResult; attached?: AttachedChip[] }
   | { type: 'cancelled'; chatId: string }
   | { type: 'failed'; chatId: string; message: string }
   | { type: 'newChat'; chatId: string }
@@ -103,6 +106,7 @@ export function reduce(state: PanelState, action: PanelAction): PanelState {
         pending: {},
         status: 'streaming',
         sources: [],
+        ...(action.attached?.length ? { attached: action.attached } : {}),
       };
       return { ...state, turns: [...state.turns, turn], nextTurnId: state.nextTurnId + 1, error: undefined };
     }
@@ -128,6 +132,7 @@ export function reduce(state: PanelState, action: PanelAction): PanelState {
         finishReason: result.finishReason,
         seconds: result.timings.totalMs / 1000,
         tokensPerSecond: result.timings.tokensPerSecond,
+        ...(action.attached ? { attached: action.attached } : {}),
       });
     }
     case 'cancelled':

@@ -6,7 +6,7 @@ import { describeServerDown, describeStatus, shouldPrepare } from '../src/backen
 import { pipelineFileName, questionAboutCode } from '../src/commandText';
 import { errorLine } from '../src/errors';
 import { contentSecurityPolicy, renderPanelHtml } from '../src/panelHtml';
-import { pipelineSelector } from '../src/pipelineSelector';
+import { documentSelector } from '../src/documentSelector';
 import { splitCommand } from '../src/shellWords';
 import manifest from '../package.json';
 import { sagePython } from './support/paths';
@@ -185,13 +185,9 @@ describe('command texts', () => {
   });
 });
 
-describe('pipeline files', () => {
-  it('hands the server every file it treats as a pipeline: *.sage.yaml, *.sage.yml, YAML under pipelines/', () => {
-    assert.deepEqual(pipelineSelector(), [
-      { scheme: 'file', pattern: '**/*.sage.yaml' },
-      { scheme: 'file', pattern: '**/*.sage.yml' },
-      { scheme: 'file', language: 'yaml', pattern: '**/pipelines/**' },
-    ]);
+describe('documents', () => {
+  it('hands the server every open file and untitled buffer (context, code actions, completions; pipelines among them)', () => {
+    assert.deepEqual(documentSelector(), [{ scheme: 'file' }, { scheme: 'untitled' }]);
   });
 });
 

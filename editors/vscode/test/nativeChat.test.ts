@@ -8,12 +8,12 @@ import { countTokens, estimateTokens, foldMessages, plainMessages } from '../src
 import { ACTIVE_MODEL_ID, backendOverride, finetuneModelId, modelList, VENDOR } from '../src/nativeChat/models';
 import {
   chatIdFromHistory,
-  explainQuestion,
   followupsFor,
   historyMessages,
   PARTICIPANT_ID,
   pipelineMarkdown,
   routeCommand,
+  shortenedNote,
   sourcesWithoutFile,
 } from '../src/nativeChat/participantText';
 
@@ -166,9 +166,15 @@ describe('@sage', () => {
     assert.deepEqual(followupsFor({ errorDetails: { message: 'boom' }, metadata: { route: 'chat', prompt: 'x' } }), []);
   });
 
-  it('explains the selection fenced with its language, "Explain this code." when nothing is asked', () => {
-    assert.equal(explainQuestion('  ', 'python', 'def double(x):\n    return x * 2'), 'Explain this code.\n\n```python\ndef double(x):\n    return x * 2\n```');
-    assert.equal(explainQuestion('Why x * 2?', 'python', 'x * 2\n'), 'Why x * 2?\n\n```python\nx * 2\n```');
+  it('names the attached code the server shortened, and says nothing when none was', () => {
+    const range = { start: { line: 9, character: 0 }, end: { line: 120, character: 0 } };
+    const attached = [
+      { uri: 'file:///w/calc.py', truncated: false },
+      { uri: 'file:///w/big.py', range, truncated: true },
+    ];
+    const relative = (uri: string): string => uri.replace('file:///w/', '');
+    assert.equal(shortenedNote(attached, relative), '\n\n_Shortened to fit the context budget (`sage.contextTokens`): `big.py:10-120`._');
+    assert.equal(shortenedNote(attached.slice(0, 1), relative), '');
   });
 
   it('shows a pipeline\'s YAML fenced, with its warnings', () => {

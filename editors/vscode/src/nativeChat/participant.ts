@@ -10,18 +10,19 @@ import * as vscode from 'vscode';
 import type { SageConnection } from '../connection';
 import { pipelineFileName, questionAboutCode } from '../commandText';
 import { errorLine } from '../errors';
-import { Methods, type BuildPipelineParams } from '../protocol';
+import { contextRef } from '../editorContext';
+import { Methods, type BuildPipelineParams, type ContextRef } from '../protocol';
 import type { ChatContext, ChatParticipant, ChatRequest, ChatResultLike, NativeChatApi, ResponseStream, Token } from './chatApi';
 import { foldMessages } from './messages';
 import { VENDOR } from './models';
 import {
   chatIdFromHistory,
-  explainQuestion,
   followupsFor,
   historyMessages,
   PARTICIPANT_ID,
   pipelineMarkdown,
   routeCommand,
+  shortenedNote,
   sourcesWithoutFile,
   type TurnMetadata,
 } from './participantText';
@@ -44,17 +45,28 @@ function attachedLocation(value: unknown): vscode.Location | undefined {
   return value instanceof vscode.Uri ? new vscode.Location(value, new vscode.Position(0, 0)) : undefined;
 }
 
-/** `question` followed by the code of each attached file or selection, each shown as a reference. */
-async function withReferences(question: string, request: ChatRequest, response: ResponseStream): Promise<string> {
+/** The files and selections attached to `request`. */
+function attachedLocations(request: ChatRequest): vscode.Location[] {
+  return request.references.flatMap((reference) => attachedLocation(reference.value) ?? []);
+}
+
+/** The range a location attaches: none for a whole file (a `#file` is a location at its start). */
+function attachedRange(location: vscode.Location): vscode.Range | undefined {
+  return location.range.isEmpty ? undefined : location.range;
+}
+
+/** Each location as a reference the server reads, with the diagnostics VS Code shows there. */
+function contextOf(locations: readonly vscode.Location[]): ContextRef[] {
+  return locations.map((location) => contextRef(location.uri.toString(), attachedRange(location), vscode.languages.getDiagnostics(location.uri)));
+}
+
+/** `question` followed by the code of each location, pasted: for a model of another vendor, which sees only what is sent. */
+async function withPastedCode(question: string, locations: readonly vscode.Location[]): Promise<string> {
   let text = question;
-  for (const reference of request.references) {
-    const location = attachedLocation(reference.value);
-    if (!location) {
-      continue;
-    }
+  for (const location of locations) {
     const document = await vscode.workspace.openTextDocument(location.uri);
-    const code = (location.range.isEmpty ? document.getText() : document.getText(location.range)).slice(0, MAX_ATTACHED_CHARS);
-    response.reference(location.range.isEmpty ? location.uri : location);
+    const range = attachedRange(location);
+    const code = document.getText(range).slice(0, MAX_ATTACHED_CHARS);
     text = questionAboutCode(`${text}\n\n${vscode.workspace.asRelativePath(location.uri)}:`, document.languageId, code);
   }
   return text;
@@ -86,7 +98,7 @@ class SageParticipant {
         case 'explain':
           return await this.explain(request, context, metadata, response, token);
         case 'chat':
-          return await this.answer(await withReferences(request.prompt, request, response), request, context, metadata, response, token);
+          return await this.answer(request.prompt, attachedLocations(request), request, context, metadata, response, token);
       }
     } catch (error) {
       return { errorDetails: { message: errorLine(error) }, metadata: { ...metadata } };
@@ -96,31 +108,38 @@ class SageParticipant {
   /** `/explain`: the code attached to the request (VS Code attaches the selection), else the active editor's selection. */
   private async explain(request: ChatRequest, context: ChatContext, metadata: TurnMetadata, response: ResponseStream, token: Token): Promise<ChatResultLike> {
     const prompt = request.prompt.trim() || 'Explain this code.';
-    if (request.references.some((reference) => attachedLocation(reference.value))) {
-      return this.answer(await withReferences(prompt, request, response), request, context, metadata, response, token);
+    const attached = attachedLocations(request);
+    if (attached.length > 0) {
+      return this.answer(prompt, attached, request, context, metadata, response, token);
     }
     const editor = vscode.window.activeTextEditor;
     if (!editor || editor.selection.isEmpty) {
       response.markdown('Select some code in an editor first (or attach it with `#selection` or `#file`), then ask `@sage /explain` again.');
       return { metadata: { ...metadata, route: 'chat', prompt: '' } };
     }
-    response.reference(new vscode.Location(editor.document.uri, editor.selection));
-    const question = explainQuestion(prompt, editor.document.languageId, editor.document.getText(editor.selection));
-    return this.answer(question, request, context, metadata, response, token);
+    return this.answer(prompt, [new vscode.Location(editor.document.uri, editor.selection)], request, context, metadata, response, token);
   }
 
-  /** Answers `question` with the picked model. */
+  /**
+   * Answers `question` about the code at `locations` (each shown as a reference) with the picked
+   * model: the server reads that code itself; another vendor's model gets it pasted.
+   */
   private async answer(
     question: string,
+    locations: readonly vscode.Location[],
     request: ChatRequest,
     context: ChatContext,
     metadata: TurnMetadata,
     response: ResponseStream,
     token: Token,
   ): Promise<ChatResultLike> {
+    for (const location of locations) {
+      response.reference(attachedRange(location) ? location : location.uri);
+    }
     const model = request.model;
     if (model && model.vendor !== VENDOR) {
-      const messages = [...historyMessages(context.history), { role: 'user' as const, text: question }].map((message) =>
+      const pasted = await withPastedCode(question, locations);
+      const messages = [...historyMessages(context.history), { role: 'user' as const, text: pasted }].map((message) =>
         message.role === 'assistant' ? this.api.LanguageModelChatMessage.Assistant(message.text) : this.api.LanguageModelChatMessage.User(message.text),
       );
       const reply = await model.sendRequest(messages, {}, token);
@@ -135,12 +154,14 @@ class SageParticipant {
     const earlier = continued ? [] : historyMessages(context.history);
     const message = earlier.length ? foldMessages([...earlier, { role: 'user', text: question }]) : question;
     const backend = model && this.overrideFor ? this.overrideFor(model.id) : undefined;
-    const result = await streamChat(this.connection, { message, chatId, ...(backend ? { backend } : {}) }, (delta) => { response.markdown(delta); }, token);
+    const attached = contextOf(locations);
+    const params = { message, chatId, ...(attached.length ? { context: attached } : {}), ...(backend ? { backend } : {}) };
+    const result = await streamChat(this.connection, params, (delta) => { response.markdown(delta); }, token);
     if (result) {
       showSources(response, result.sources);
-      const rest = sourcesWithoutFile(result.sources);
-      if (rest) {
-        response.markdown(rest);
+      const notes = sourcesWithoutFile(result.sources) + shortenedNote(result.context ?? [], (uri) => vscode.workspace.asRelativePath(vscode.Uri.parse(uri)));
+      if (notes) {
+        response.markdown(notes);
       }
     }
     return { metadata: { ...metadata, chatId } };

@@ -3,8 +3,8 @@
  * which conversation continues, what the history says, the follow-ups, the pipeline and sources
  * shown. Nothing here imports `vscode`.
  */
-import { questionAboutCode } from '../commandText';
-import type { BuildPipelineResult, Source } from '../protocol';
+import { attachedChips } from '../editorContext';
+import type { AttachedContext, BuildPipelineResult, Source } from '../protocol';
 import type { ChatResultLike, Followup, HistoryTurn } from './chatApi';
 import type { PlainMessage } from './messages';
 
@@ -70,11 +70,6 @@ export function historyMessages(history: readonly HistoryTurn[]): PlainMessage[]
   return messages;
 }
 
-/** The question `/explain` asks: the person's words (or "Explain this code.") and the code, fenced. */
-export function explainQuestion(prompt: string, languageId: string, code: string): string {
-  return questionAboutCode(prompt.trim() || 'Explain this code.', languageId, code);
-}
-
 /** A fence longer than any run of backticks in `text`. */
 function fenceFor(text: string): string {
   const longest = Math.max(2, ...Array.from(text.matchAll(/`+/g), (match) => match[0].length));
@@ -105,6 +100,16 @@ export function sourcesWithoutFile(sources: readonly Source[]): string {
   }
   const items = rest.map((source) => `- [${source.n}] ${source.title}${source.heading ? ` — ${source.heading}` : ''} (\`${source.path}\`)`);
   return `\n\nSources:\n${items.join('\n')}`;
+}
+
+/** A line naming the attached code the server shortened to fit its budget (`contextTokens`); empty when none was. */
+export function shortenedNote(attached: readonly AttachedContext[], relativePath: (uri: string) => string): string {
+  const shortened = attachedChips(attached, relativePath).filter((chip) => chip.truncated);
+  if (shortened.length === 0) {
+    return '';
+  }
+  const names = shortened.map((chip) => `\`${chip.label}\``).join(', ');
+  return `\n\n_Shortened to fit the context budget (\`sage.contextTokens\`): ${names}._`;
 }
 
 /** The follow-ups offered under an answer (none after a failure). */

@@ -70,6 +70,7 @@ function createTurn(turn: Turn): HTMLElement {
   const question = child(section, 'div', 'question');
   child(question, 'span', 'who', 'You');
   child(question, 'div', 'question-text', turn.question);
+  child(question, 'ul', 'attached').setAttribute('aria-label', 'Attached code');
   const answer = child(section, 'div', 'answer');
   child(answer, 'span', 'who', 'Sage');
   child(answer, 'div', 'markdown');
@@ -117,12 +118,34 @@ function renderSources(nav: HTMLElement, turn: Turn): void {
   }
 }
 
+/** The chips of the documents attached to the question (`path:lines`, marked when the server shortened one). */
+function renderAttached(list: HTMLElement, turn: Turn): void {
+  const attached = turn.attached ?? [];
+  list.replaceChildren();
+  list.hidden = attached.length === 0;
+  for (const chip of attached) {
+    const item = child(list, 'li', 'chip');
+    item.dataset.truncated = String(chip.truncated);
+    const link = child(item, 'a', 'attached-link', chip.label);
+    link.setAttribute('href', '#');
+    link.dataset.path = chip.uri;
+    link.title = chip.truncated ? `Open ${chip.label} (shortened to fit the context budget)` : `Open ${chip.label}`;
+    if (chip.truncated) {
+      child(item, 'span', 'chip-note', 'shortened');
+    }
+  }
+}
+
 function updateTurn(section: HTMLElement, turn: Turn): void {
   section.dataset.status = turn.status;
   section.setAttribute('aria-busy', String(turn.status === 'streaming'));
   const markdown = section.querySelector<HTMLElement>('.markdown');
   const meta = section.querySelector<HTMLElement>('.meta');
   const sources = section.querySelector<HTMLElement>('.sources');
+  const attached = section.querySelector<HTMLElement>('.attached');
+  if (attached) {
+    renderAttached(attached, turn);
+  }
   if (markdown && renderedTurns.get(turn.id)?.answer !== turn.answer) {
     markdown.innerHTML = renderMarkdown(turn.answer);
   }
@@ -235,13 +258,14 @@ newChat.addEventListener('click', () => {
 });
 
 conversation.addEventListener('click', (event) => {
-  const target = event.target instanceof Element ? event.target.closest<HTMLElement>('[data-action], .source-link') : null;
+  const target = event.target instanceof Element ? event.target.closest<HTMLElement>('[data-action], .source-link, .attached-link') : null;
   if (!target) {
     return;
   }
   event.preventDefault();
-  if (target.classList.contains('source-link')) {
-    post({ type: 'openSource', path: target.dataset.path ?? '' });
+  const { path } = target.dataset;
+  if (path !== undefined) {
+    post({ type: 'openSource', path });
     return;
   }
   const code = target.closest('.code-block')?.querySelector('pre code')?.textContent ?? '';

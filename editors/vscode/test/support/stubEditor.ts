@@ -19,4 +19,9 @@ export class RecordingEditor implements EditorActions {
     this.calls.push(['openSource', path]);
     return Promise.resolve();
   }
+
+  /** The URI's last path segment, as a workspace of one folder would show a top-level file. */
+  relativePath(uri: string): string {
+    return uri.slice(uri.lastIndexOf('/') + 1);
+  }
 }
