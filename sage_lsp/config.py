@@ -30,6 +30,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 BACKENDS = ("mock", "openai", "compatible", "finetune", "vllm", "ollama")
 """Every backend name the ``backend`` setting accepts."""
 
+FIM_TEMPLATES = ("auto", "chat", "qwen", "starcoder", "deepseek", "codellama")
+"""Values of ``completion.fimTemplate`` (sage_lsp.completion.templates has the formats)."""
+
 LOG_LEVELS = ("error", "warning", "info", "debug")
 """Levels the ``log_level`` setting accepts."""
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -259,6 +262,24 @@ class VllmSettings:
     """``--max-loras``: adapters of one base in one batch."""
 
 
+@dataclass(frozen=True)
+class CompletionSettings:
+    """Inline completion (``textDocument/inlineCompletion``; the ``[completion]`` table, the
+    protocol's ``completion``)."""
+
+    enabled: bool = setting(True, _boolean)
+    """Whether the server answers inline completions (an empty list when not)."""
+    prefix_lines: int = setting(100, _int_range(0, 10_000))
+    """Lines before the cursor's line the model is shown."""
+    suffix_lines: int = setting(40, _int_range(0, 10_000))
+    """Lines after the cursor's line the model is shown."""
+    max_tokens: int = setting(64, _int_range(1, 4096))
+    """Largest completion, in tokens."""
+    fim_template: str = setting("auto", _choice(FIM_TEMPLATES))
+    """The fill-in-the-middle format: ``auto`` (by the tokenizer or the model's name), ``chat``
+    (always through chat), or ``qwen``, ``starcoder``, ``deepseek``, ``codellama``."""
+
+
 def _default_home() -> Path:
     return Path.home() / ".sage"
 
@@ -316,6 +337,10 @@ class Settings:
     """Lowest level of the language server's log lines also sent to the editor."""
     vllm: VllmSettings = field(default_factory=VllmSettings, metadata={_TABLE: VllmSettings})
     """How vLLM is run for the ``finetune`` backend."""
+    completion: CompletionSettings = field(
+        default_factory=CompletionSettings, metadata={_TABLE: CompletionSettings}
+    )
+    """Inline completion."""
 
     @property
     def paths(self) -> SagePaths:
@@ -430,11 +455,13 @@ def _assign(base: Settings, values: Mapping[str, Any]) -> Settings:
     """``base`` with settings named as in :data:`SPECS` (``top_k``, ``vllm.python``) set to
     parsed values."""
     top: dict[str, Any] = {}
-    vllm: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {}
     for name, value in values.items():
         group, _, attr = name.rpartition(".")
-        (vllm if group else top)[attr] = value
-    return replace(base, **top, vllm=replace(base.vllm, **vllm))
+        (tables.setdefault(group, {}) if group else top)[attr] = value
+    for group, table in tables.items():
+        top[group] = replace(getattr(base, group), **table)
+    return replace(base, **top)
 
 
 def apply_valid(
@@ -462,7 +489,7 @@ def apply_valid(
 def _value(settings: Settings, name: str) -> Any:
     """The value of the setting named ``name`` (``top_k``, ``vllm.python``)."""
     group, _, attr = name.rpartition(".")
-    return getattr(settings.vllm if group else settings, attr)
+    return getattr(getattr(settings, group) if group else settings, attr)
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     # protocol
     "sage_lsp.backends": 2,
     "sage_lsp.chat": 3,
+    "sage_lsp.completion": 3,
     "sage_lsp.pipeline": 3,
     "sage_lsp.rag": 3,
     "sage_lsp.services": 3,

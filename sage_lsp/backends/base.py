@@ -57,6 +57,18 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class CompletionRequest:
+    """A text completion (``/v1/completions``): the model continues ``prompt``."""
+
+    prompt: str
+    """The text the model continues, e.g. a fill-in-the-middle prompt."""
+    stop: tuple[str, ...] = ()
+    """Where the completion ends (not included in it)."""
+    max_tokens: int = 64
+    """Largest completion wanted."""
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts of one answer."""
 
@@ -113,6 +125,16 @@ class Backend(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Answer ``request`` as a stream of deltas ending with a finish."""
+        ...
+
+    def complete(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Continue ``request.prompt`` as a stream of deltas ending with a finish (raw text,
+        no chat template); closing the iterator closes the connection at once."""
+        ...
+
+    async def tokenizer_tokens(self) -> frozenset[str]:
+        """The added tokens of the model's tokenizer (its ``tokenizer_config.json``) where the
+        backend knows the model's files; empty where it does not."""
         ...
 
     async def aclose(self) -> None:

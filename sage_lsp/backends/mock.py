@@ -6,7 +6,14 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 
-from sage_lsp.backends.base import ChatRequest, Delta, Finish, StreamEvent, Usage
+from sage_lsp.backends.base import (
+    ChatRequest,
+    CompletionRequest,
+    Delta,
+    Finish,
+    StreamEvent,
+    Usage,
+)
 
 _WORD = re.compile(r"\S+\s*|\s+")
 _FENCE = re.compile(r"([ \t]*)(`{3,}|~{3,})")
@@ -39,6 +46,19 @@ def mock_answer(request: ChatRequest) -> str:
         f"This is the mock backend (turn {turns}); it runs offline and does not call a model. "
         f"You said: “{short}”. {NO_MODEL_HINT}"
     )
+
+
+MOCK_TOKENS = frozenset({"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"})
+"""The mock stands for SAGE's default base, Qwen2.5-Coder: its tokenizer has the FIM tokens, so
+inline completions reach it as Qwen fill-in-the-middle prompts."""
+
+
+def mock_completion(prompt: str) -> str:
+    """The mock's completion of ``prompt``: ``sage_mock_completion(line=N)``, N the cursor's
+    line within the prompt's text before the cursor (up to ``<|fim_suffix|>``), counted from
+    1; one line, so that editors show it as ghost text on the cursor's line."""
+    before = prompt.split("<|fim_suffix|>", 1)[0]
+    return f"sage_mock_completion(line={before.count(chr(10)) + 1})"
 
 
 def quote_markdown(text: str, limit: int = QUOTE_CHARS) -> str:
@@ -100,6 +120,16 @@ class MockBackend:
             yield Delta(word)
         prompt_words = sum(len(m.content.split()) for m in request.messages)
         yield Finish("stop", Usage(prompt_tokens=prompt_words, completion_tokens=len(words)))
+
+    async def complete(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Stream :func:`mock_completion` of the prompt in one piece, at once."""
+        text = mock_completion(request.prompt)
+        yield Delta(text)
+        yield Finish("stop", Usage(prompt_tokens=len(request.prompt.split()), completion_tokens=1))
+
+    async def tokenizer_tokens(self) -> frozenset[str]:
+        """Qwen's FIM tokens (:data:`MOCK_TOKENS`)."""
+        return MOCK_TOKENS
 
     async def aclose(self) -> None:
         """Nothing to release."""

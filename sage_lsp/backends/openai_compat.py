@@ -8,12 +8,13 @@ must answer ``initialize`` quickly (the mock backend never needs them).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sage_lsp.backends.base import (
     ChatRequest,
+    CompletionRequest,
     ContextWindow,
     Delta,
     Finish,
@@ -75,6 +76,16 @@ def _reason(exc: BaseException) -> str:
     if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
         return "connection refused"
     return str(cause) or type(cause).__name__
+
+
+def _chat_text(choice: dict[str, Any]) -> object:
+    """A chat stream choice's text."""
+    return (choice.get("delta") or {}).get("content")
+
+
+def _completion_text(choice: dict[str, Any]) -> object:
+    """A completions stream choice's text."""
+    return choice.get("text")
 
 
 def _positive_int(value: object) -> int | None:
@@ -232,18 +243,33 @@ class OpenAICompatibleBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _open(self, request: ChatRequest) -> Any:
-        """Send the request; return the open streaming response (status already checked)."""
-        create = self._client.chat.completions.with_streaming_response.create
+    def _completion_body(self, request: CompletionRequest) -> dict[str, Any]:
+        assert self._model is not None
+        body: dict[str, Any] = {
+            "model": self._model,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": 0,
+            "stream": True,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if self._send_usage_option:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _open(self, create: Any, body: Callable[[], dict[str, Any]]) -> tuple[Any, Any]:
+        """Send ``body()`` with ``create`` (a ``with_streaming_response.create``); return the
+        open streaming response (status already checked)."""
         try:
-            opened = create(**self._request_body(request))
+            opened = create(**body())
             return opened, await opened.__aenter__()
         except self._openai.BadRequestError as exc:
             if not self._send_usage_option or "stream_options" not in str(exc):
                 raise self._translate(exc, started=False) from exc
             # Some compatible servers reject stream_options; they just do not report usage.
             self._send_usage_option = False
-            return await self._open(request)
+            return await self._open(create, body)
         except self._openai.OpenAIError as exc:
             raise self._translate(exc, started=False) from exc
 
@@ -259,7 +285,28 @@ class OpenAICompatibleBackend:
             window = await self.context_window()
             if window is not None:
                 request = await request.fit(window)
-        opened, response = await self._open(request)
+        create = self._client.chat.completions.with_streaming_response.create
+        opened = await self._open(create, lambda: self._request_body(request))
+        async for event in self._relay(*opened, _chat_text):
+            yield event
+
+    async def complete(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Continue ``request.prompt`` through ``/v1/completions`` (streamed, greedy);
+        closing this iterator closes the HTTP stream at once, which stops vLLM's generation."""
+        await self.prepare()
+        create = self._client.completions.with_streaming_response.create
+        opened = await self._open(create, lambda: self._completion_body(request))
+        async for event in self._relay(*opened, _completion_text):
+            yield event
+
+    async def tokenizer_tokens(self) -> frozenset[str]:
+        """None: an endpoint's model files are not known here."""
+        return frozenset()
+
+    async def _relay(
+        self, opened: Any, response: Any, text_of: Callable[[dict[str, Any]], object]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The events of an open stream: each choice's text (``text_of``), then the finish."""
         finish: str | None = None
         usage: Usage | None = None
         try:
@@ -280,9 +327,9 @@ class OpenAICompatibleBackend:
                         int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))
                     )
                 choices = chunk.get("choices") or [{}]
-                text = (choices[0].get("delta") or {}).get("content")
+                text = text_of(choices[0])
                 if text:
-                    yield Delta(text)
+                    yield Delta(str(text))
                 finish = choices[0].get("finish_reason") or finish
         except self._http.TimeoutException as exc:
             raise self._translate(
@@ -298,7 +345,7 @@ class OpenAICompatibleBackend:
         except (ValueError, TypeError, AttributeError) as exc:
             raise BackendError(
                 ErrorKind.SERVER,
-                f"{self.base_url} sent a stream that is not valid chat completions ({exc})",
+                f"{self.base_url} sent a stream that is not valid OpenAI streaming ({exc})",
                 "check that --base-url points at an OpenAI-compatible server",
             ) from exc
         finally:

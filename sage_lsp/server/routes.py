@@ -125,6 +125,16 @@ class Feature:
         return _load(self.handler)(server, params)
 
 
+@dataclass(frozen=True)
+class AsyncFeature(Feature):
+    """A standard LSP method whose handler is ``async``: it runs as a task, which
+    ``$/cancelRequest`` cancels."""
+
+    async def dispatch(self, server: SageServer, params: Any) -> Any:
+        """Run the handler."""
+        return await _load(self.handler)(server, params)
+
+
 ROUTES = (
     Route(CHAT, ChatParams, ChatResult, "chat_handlers:chat"),
     Route(CHAT_RESET, ChatIdParams, Empty, "chat_handlers:reset"),
@@ -150,5 +160,10 @@ FEATURES = (
         "pipeline_handlers:completion",
         types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
     ),
+    AsyncFeature(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION,
+        "completion_handlers:inline_completion",
+        types.InlineCompletionOptions(),
+    ),
 )
-"""The language features of pipeline files."""
+"""The language features: those of pipeline files, and inline completion in any document."""

@@ -4,11 +4,13 @@ store) and ``vllm`` with ``--model`` and no ``--base-url`` (a base model)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
 
 from sage_lsp import protocol
-from sage_lsp.backends.base import ChatRequest, StreamEvent
+from sage_lsp.backends.base import ChatRequest, CompletionRequest, StreamEvent
 from sage_lsp.backends.openai_compat import OpenAICompatibleBackend
 from sage_lsp.config import Settings
 from sage_lsp.core.errors import BackendError, ErrorKind
@@ -21,6 +23,8 @@ from sage_lsp.services.manager import (
 from sage_lsp.services.store import ModelStore
 
 Ensure = Callable[[ServiceManager], Awaitable[ServiceHandle]]
+Send = Callable[[OpenAICompatibleBackend], AsyncGenerator[StreamEvent, None]]
+"""One request to a service's client: a chat or a completion stream."""
 RESOLVE_AGAIN = frozenset({ErrorKind.AUTH, ErrorKind.CONNECTION, ErrorKind.INTERRUPTED})
 """Errors after which a managed service is looked up again in the registry: it was stopped, or
 relaunched with a new key or on another port."""
@@ -101,10 +105,31 @@ class ManagedBackend:
         the answer came, it is looked up again through the registry (join and hold, or launch)
         and asked once more; after part of the answer, the error stands and the next turn looks
         it up again."""
+        async for event in self._ask(lambda client: client.stream(request)):
+            yield event
+
+    async def complete(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Continue ``request.prompt`` through the service's ``/v1/completions``, looked up
+        again as :meth:`stream` does."""
+        async for event in self._ask(lambda client: client.complete(request)):
+            yield event
+
+    async def tokenizer_tokens(self) -> frozenset[str]:
+        """The added tokens of the served model's tokenizer config (the ``--model`` folder of
+        the service's vLLM command); empty when it has none or is not a folder."""
+        await self.prepare()
+        assert self.handle is not None
+        command = self.handle.entry.command
+        if "--model" not in command[:-1]:
+            return frozenset()
+        return added_tokens(Path(command[command.index("--model") + 1]))
+
+    async def _ask(self, send: Send) -> AsyncGenerator[StreamEvent, None]:
+        """``send`` to the service's client; once more after a look-up (see :meth:`stream`)."""
         await self.prepare()
         answered = False
         try:
-            async for event in self._stream_once(request):
+            async for event in self._ask_once(send):
                 answered = True
                 yield event
             return
@@ -113,16 +138,16 @@ class ManagedBackend:
                 raise
             log.info("%s: %s; looking the service up again", self.name, exc.message)
         await self.prepare()
-        async for event in self._stream_once(request):
+        async for event in self._ask_once(send):
             yield event
 
-    async def _stream_once(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Answer through the current client; forget it on errors that call for a new look-up."""
+    async def _ask_once(self, send: Send) -> AsyncGenerator[StreamEvent, None]:
+        """``send`` to the current client; forget it on errors that call for a new look-up."""
         client, handle = self._client, self.handle
         assert client is not None and handle is not None
         try:
             async with self.manager.in_use(handle):  # an adapter load waits for the answer
-                async for event in client.stream(request):
+                async for event in send(client):
                     yield event
         except BackendError as exc:
             if exc.kind in RESOLVE_AGAIN:
@@ -151,6 +176,22 @@ class ManagedBackend:
             await self._client.aclose()
             self._client = None
         await self.manager.release()
+
+
+def added_tokens(folder: Path) -> frozenset[str]:
+    """The added tokens (``added_tokens_decoder`` and ``additional_special_tokens``) of the
+    ``tokenizer_config.json`` in ``folder``; empty when there is none or it cannot be read."""
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    if not isinstance(config, dict):
+        return frozenset()
+    decoder = config.get("added_tokens_decoder")
+    added = decoder.values() if isinstance(decoder, dict) else []
+    tokens = {t.get("content") for t in added if isinstance(t, dict)}
+    tokens.update(config.get("additional_special_tokens") or [])
+    return frozenset(t for t in tokens if isinstance(t, str))
 
 
 def finetune_backend(settings: Settings, on_progress: ProgressCallback | None) -> ManagedBackend:

@@ -1,0 +1,24 @@
+"""Where a completion's block ends: at a blank line followed by a line indented less than the
+cursor's line, or, at the top level, by another top-level line (a server's stop strings cannot
+say "a dedent", so this is read as the text streams in)."""
+
+from __future__ import annotations
+
+import re
+
+_BLANK_THEN_LINE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*([ \t]*)(?=\S)")
+
+
+def indentation(line: str) -> str:
+    """The leading spaces and tabs of ``line``."""
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def block_end(text: str, indent: str) -> int | None:
+    """Where ``text`` (written at a cursor whose line is indented by ``indent``) leaves its
+    block: the start of the first blank line that a less indented line follows (a line not
+    indented at all, when ``indent`` is empty); ``None`` while it has not."""
+    for found in _BLANK_THEN_LINE.finditer(text):
+        if len(found.group(1)) < len(indent) or not (indent or found.group(1)):
+            return found.start()
+    return None

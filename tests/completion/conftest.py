@@ -1,0 +1,5 @@
+"""The in-process server of tests/server for the completion tests."""
+
+from tests.server.conftest import fresh, server
+
+__all__ = ["fresh", "server"]
