@@ -320,6 +320,9 @@ class Settings:
     """System prompt that starts every conversation."""
     history_tokens: int = setting(6000, _int_range(256, 10_000_000))
     """Budget (estimated tokens) of the history sent to the model; oldest turns go first."""
+    context_tokens: int = setting(3000, _int_range(100, 10_000_000))
+    """Budget (estimated tokens) of the editor context attached to a question; over it, the
+    largest documents are shortened."""
     max_tokens: int | None = setting(None, _optional_positive_int, "SAGE_MAX_TOKENS")
     """Largest answer the model may give, or ``None`` for the server's default."""
     request_timeout_seconds: float = setting(600.0, _positive, "SAGE_REQUEST_TIMEOUT_SECONDS")
