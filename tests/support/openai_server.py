@@ -124,6 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"count": count, "max_model_len": owner.max_model_len,
                              "tokens": list(range(count))})  # fmt: skip
             return
+        if self.path.rstrip("/") == "/v1/completions" and body.get("stream"):
+            self._stream(body, owner.queue.pop(0) if owner.queue else owner.reply, "text")
+            return
         if self.path.rstrip("/") == "/v1/completions" and body.get("model") in owner.models:
             choice = {"index": 0, "text": "".join(owner.reply.tokens), "logprobs": None,
                       "finish_reason": owner.reply.finish_reason}  # fmt: skip
@@ -188,7 +191,16 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
-    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+    def _stream(self, body: dict[str, Any], reply: Reply, kind: str = "chat") -> None:
+        """Stream ``reply``: as chat chunks, or (``kind`` ``text``) as ``/v1/completions``
+        chunks, whose choices carry ``text``."""
+
+        def choice(token: str | None, finish: str | None = None) -> dict[str, Any]:
+            if kind == "text":
+                return {"index": 0, "text": token or "", "finish_reason": finish}
+            delta = {} if token is None else {"content": token}
+            return {"index": 0, "delta": delta, "finish_reason": finish}
+
         self._out = bytearray()
         record = StreamRecord(started=time.monotonic())
         self.server.owner.streams.append(record)
@@ -198,25 +210,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         base = {
             "id": "chatcmpl-test",
-            "object": "chat.completion.chunk",
+            "object": "text_completion" if kind == "text" else "chat.completion.chunk",
             "created": 0,
             "model": body["model"],
         }
         try:
             if self._client_gone(reply.first_delay):
                 raise ConnectionResetError
-            self._send_chunk(
-                {
-                    **base,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": ""},
-                            "finish_reason": None,
-                        }
-                    ],
-                }
-            )
+            if kind == "chat":
+                self._send_chunk(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
             for n, token in enumerate(reply.tokens):
                 if reply.disconnect_after is not None and n >= reply.disconnect_after:
                     self.wfile.write(self._out)
@@ -226,21 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if self._client_gone(reply.delay):
                     raise ConnectionResetError
                 self._send_chunk(
-                    {
-                        **base,
-                        "choices": [
-                            {"index": 0, "delta": {"content": token}, "finish_reason": None}
-                        ],
-                    },
-                    flush=reply.delay > 0 or n == 0,
+                    {**base, "choices": [choice(token)]}, flush=reply.delay > 0 or n == 0
                 )
                 record.chunks_sent += 1
-            self._send_chunk(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
-                }
-            )
+            self._send_chunk({**base, "choices": [choice(None, reply.finish_reason)]})
             if (body.get("stream_options") or {}).get("include_usage"):
                 self._send_chunk({**base, "choices": [], "usage": _usage(body, reply)})
             self._send_chunk("[DONE]")
