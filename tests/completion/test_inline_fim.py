@@ -35,17 +35,9 @@ def completions(fake: OpenAIServer) -> list[dict[str, Any]]:
 
 
 QWEN_STOPS = [
-    "<|endoftext|>",
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "\n\n\n",
-]
+    "<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<|im_start|>", "<|im_end|>", "\n\n\n",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
