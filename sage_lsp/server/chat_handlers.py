@@ -6,11 +6,13 @@ import asyncio
 
 from sage_lsp import protocol
 from sage_lsp.chat.conversation import Conversation
+from sage_lsp.chat.editor_context import with_context, within_budget
 from sage_lsp.chat.engine import ChatEngine
 from sage_lsp.chat.fit import Trim
 from sage_lsp.config import apply_override
 from sage_lsp.core.types import Passage
 from sage_lsp.rag.retrieve import retrieve
+from sage_lsp.server.documents import excerpt
 from sage_lsp.server.relay import ChunkRelay
 from sage_lsp.server.routes import Request
 
@@ -37,6 +39,11 @@ async def chat(request: Request[protocol.ChatParams]) -> protocol.ChatResult:
     settings = session.settings
     if p.backend:
         settings = apply_override(settings, p.backend, "params backend")
+    refs = p.context or []
+    excerpts = within_budget(
+        [excerpt(server, ref, f"context[{n}]") for n, ref in enumerate(refs)],
+        settings.context_tokens,
+    )
     conversation = session.conversation(p.chat_id)
     async with session.turn_locks[conversation.chat_id]:
         relay = ChunkRelay(
@@ -53,7 +60,10 @@ async def chat(request: Request[protocol.ChatParams]) -> protocol.ChatResult:
             try:
                 engine = ChatEngine(backend, max_tokens=settings.max_tokens)
                 result = await engine.run_turn(
-                    conversation, p.message, relay.push if p.stream else None, passages
+                    conversation,
+                    with_context(p.message, excerpts),
+                    relay.push if p.stream else None,
+                    passages,
                 )
             finally:
                 relay.flush()
@@ -74,6 +84,15 @@ async def chat(request: Request[protocol.ChatParams]) -> protocol.ChatResult:
         if result.usage
         else None,
         trimmed=_trimmed(result.trim) if result.trim else None,
+        context=[
+            # the model's context may have cut every attached block further (trim.cut_chars)
+            protocol.AttachedContext(
+                ref.uri, e.truncated or bool(result.trim and result.trim.cut_chars), ref.range
+            )
+            for ref, e in zip(refs, excerpts, strict=True)
+        ]
+        if refs
+        else None,
     )
 
 
