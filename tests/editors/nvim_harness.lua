@@ -65,18 +65,38 @@ function H.record_notes()
   end
 end
 
---- Runs `scenario`, writes the result file and quits (`qa!` unless the scenario quit itself).
+--- Resumes the running scenario (set by H.run).
+---@type fun()
+local resume
+
+--- Runs `scenario` in a coroutine, then writes the result file and quits (`qa!` unless the
+--- scenario quit itself). The scenario may H.pause().
 ---@param scenario fun()
 function H.run(scenario)
-  local ok, err = xpcall(scenario, debug.traceback)
-  if not ok then
-    H.result.error = err
-    if H.chat_buf() ~= -1 then
-      H.result.chat = H.chat_text()
+  local co = coroutine.create(scenario)
+  resume = function()
+    local ok, err = coroutine.resume(co)
+    if ok and coroutine.status(co) == 'suspended' then
+      return -- paused
     end
+    if not ok then
+      H.result.error = debug.traceback(co, err)
+      if H.chat_buf() ~= -1 then
+        H.result.chat = H.chat_text()
+      end
+    end
+    H.write_result()
+    vim.cmd('qa!')
   end
-  H.write_result()
-  vim.cmd('qa!')
+  resume()
+end
+
+--- Hands control back to Neovim's main loop for `ms` milliseconds, where it handles the keys
+--- fed (vim.wait does not): insert mode, with its autocommands and mappings, runs only there.
+---@param ms integer
+function H.pause(ms)
+  vim.defer_fn(resume, ms)
+  coroutine.yield()
 end
 
 --- Writes H.result, with the messages Neovim showed, to $SAGE_TEST_RESULT.

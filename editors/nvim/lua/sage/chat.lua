@@ -1,6 +1,7 @@
 --- The chat: a transcript buffer that streams answers and an input buffer below it.
 local client = require('sage.client')
 local config = require('sage.config')
+local context = require('sage.context')
 local methods = require('sage.methods')
 
 local M = {}
@@ -18,6 +19,7 @@ local WAITING = '…'
 ---@field first integer 0-based line of the transcript where the answer starts.
 ---@field last? integer 0-based line where the shown answer ends; nil while `…` stands there.
 ---@field col? integer The length in bytes of line `last`, where the next piece goes.
+---@field attached? integer 0-based line of the transcript that names the attached context.
 
 ---@class sage.ChatState
 ---@field buf? integer The transcript buffer.
@@ -232,6 +234,10 @@ local function finish(result)
   local running = assert(state.running)
   running.parts = { result.text }
   running.turn = result.turn
+  if running.attached and type(result.context) == 'table' then
+    -- the server's account: what the model saw, marked where it was shortened
+    write(running.attached, running.attached + 1, { context.attached(result.context) })
+  end
   local lines = {}
   if result.finishReason == 'length' then
     table.insert(lines, '_[cut at the token limit]_')
@@ -252,8 +258,11 @@ local function finish(result)
 end
 
 --- Asks `message` in the chat's conversation and streams the answer into the transcript.
+--- `refs` (`ContextRef`s, see |sage.context|) attach editor documents or ranges of them: the
+--- transcript names them under the question.
 ---@param message string
-function M.send(message)
+---@param refs? table[]
+function M.send(message, refs)
   M.open()
   if state.running then
     vim.notify('sage: an answer is still being written; stop it first', vim.log.levels.WARN)
@@ -261,12 +270,19 @@ function M.send(message)
   end
   append({ '## You', '' })
   append(split(message))
+  local attached = nil
+  if refs and #refs > 0 then
+    append({ '' })
+    attached = vim.api.nvim_buf_line_count(state.buf)
+    append({ context.attached(refs) })
+  end
   append({ '', '## Sage', '' })
   ---@type sage.RunningTurn
-  local running = { parts = {}, first = vim.api.nvim_buf_line_count(state.buf) }
+  local running =
+    { parts = {}, first = vim.api.nvim_buf_line_count(state.buf), attached = attached }
   append({ WAITING })
   state.running = running
-  local params = { message = message, chatId = state.chat_id }
+  local params = { message = message, chatId = state.chat_id, context = attached and refs }
   client.with_client(function(c)
     if state.running ~= running then
       return -- stopped while the server was starting

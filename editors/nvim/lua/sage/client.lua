@@ -192,14 +192,15 @@ function M.with_client(fn)
   start()
 end
 
---- Sends a request.
+--- Sends a request; the changes of every attached buffer not sent yet go first, so the server
+--- reads context from the text the user sees.
 ---@param client vim.lsp.Client
 ---@param method string
 ---@param params table|nil
 ---@param handler fun(err: lsp.ResponseError?, result: any)
 ---@return integer? request_id nil when the client has shut down.
 function M.request(client, method, params, handler)
-  local ok, id = invoke(client, 'request', method, params or vim.empty_dict(), handler, 0)
+  local ok, id = invoke(client, 'request', method, params or vim.empty_dict(), handler, nil)
   return ok and id or nil
 end
 

@@ -1,11 +1,14 @@
 --- The user commands.
 local backend = require('sage.backend')
 local chat = require('sage.chat')
+local context = require('sage.context')
+local editor = require('sage.editor')
 local pipeline = require('sage.pipeline')
 
 local M = {}
 
---- The question and the selected lines as a fenced block with the buffer's filetype.
+--- The question and the selected lines as a fenced block with the buffer's filetype: for a
+--- buffer without a file, which the server cannot refer to.
 ---@param question string
 ---@param opts vim.api.keyset.create_user_command.command_args
 ---@return string
@@ -21,12 +24,26 @@ local function ask_message(question, opts)
   )
 end
 
+--- `:SageAsk`: the question with a reference to the lines (the server reads them from its
+--- synced copy of the buffer, which this attaches), or with the lines pasted for a buffer
+--- without a file.
 ---@param opts vim.api.keyset.create_user_command.command_args
 local function ask(opts)
+  local buf = vim.api.nvim_get_current_buf()
   local function send(question)
-    if question and vim.trim(question) ~= '' then
-      chat.send(ask_message(question, opts))
+    if not question or vim.trim(question) == '' then
+      return
     end
+    if vim.api.nvim_buf_get_name(buf) == '' then
+      chat.send(ask_message(question, opts))
+      return
+    end
+    chat.open() -- at once, while the server may still be starting
+    editor.attach(buf, function(c)
+      if c then
+        chat.send(question, { context.lines(buf, opts.line1, opts.line2, c.offset_encoding) })
+      end
+    end)
   end
   if opts.args ~= '' then
     send(opts.args)

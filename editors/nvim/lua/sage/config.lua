@@ -5,6 +5,8 @@ local M = {}
 ---@field send string|false Normal-mode key in the chat and input buffers that sends the input.
 ---@field cancel string|false Normal-mode key in the chat and input buffers that stops the answer.
 ---@field close string|false Normal-mode key in the chat and input buffers that closes the chat.
+---@field accept string|false Insert-mode key in code buffers that accepts the ghost text; the
+--- key's own meaning when none is shown.
 
 ---@class sage.ChatLayout
 ---@field layout "vsplit"|"split"|"tab" Where the chat window opens.
@@ -17,13 +19,17 @@ local M = {}
 ---@field settings table<string, any> Protocol configuration (backend, model, baseUrl, …).
 ---@field keymaps sage.Keymaps
 ---@field chat sage.ChatLayout
+---@field attach boolean|string[] The buffers the server attaches to (code actions, ghost text,
+--- the synced text `:SageAsk` refers to): true every buffer of a file, a list only those
+--- filetypes, false none (then only the buffers `:SageAsk` asks about).
 
 ---@type sage.Options
 M.defaults = {
   cmd = { 'sage', 'lsp' },
   settings = {},
-  keymaps = { send = '<CR>', cancel = '<C-c>', close = 'q' },
+  keymaps = { send = '<CR>', cancel = '<C-c>', close = 'q', accept = '<Tab>' },
   chat = { layout = 'vsplit', width = 80, height = 20, input_height = 3 },
+  attach = true,
 }
 
 ---@type sage.Options
