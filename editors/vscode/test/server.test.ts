@@ -4,13 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { ChatController } from '../src/chatController';
 import type { SageConnection } from '../src/connection';
 import { stateFromHistory, type PanelAction, type PanelState } from '../src/panelState';
-import { ErrorCodes, Methods, type BackendStatus, type ChatResult, type HistoryResult } from '../src/protocol';
+import { contextRef } from '../src/editorContext';
+import { Commands, ErrorCodes, Methods, type BackendStatus, type ChatResult, type HistoryResult } from '../src/protocol';
 import { userSettings, type InspectedSetting } from '../src/userSettings';
 import { startOpenAIServer, type OpenAIServer } from './support/openaiServer';
 import { closedPort } from './support/ports';
@@ -137,6 +140,9 @@ describe('the settings the panel sends, the newer ones included', () => {
       historyTokens: { workspaceValue: 2000 },
       maxTokens: { globalValue: 256 },
       requestTimeoutSeconds: { globalValue: 30 },
+      contextTokens: { globalValue: 500 },
+      'completion.enabled': { globalValue: false },
+      'completion.maxTokens': { workspaceValue: 32 },
     };
     const server = await startSageServer({ configuration: userSettings((key) => set[key], true) });
     try {
@@ -144,7 +150,17 @@ describe('the settings the panel sends, the newer ones included', () => {
       const end = await controller.ask('Hello?');
       controller.dispose();
       assert.equal(end?.type, 'finished');
-      assert.deepEqual(server.configurationAnswers, [{ backend: 'mock', systemPrompt: 'Be brief.', historyTokens: 2000, maxTokens: 256, requestTimeoutSeconds: 30 }]);
+      assert.deepEqual(server.configurationAnswers, [
+        {
+          backend: 'mock',
+          systemPrompt: 'Be brief.',
+          historyTokens: 2000,
+          maxTokens: 256,
+          requestTimeoutSeconds: 30,
+          contextTokens: 500,
+          completion: { enabled: false, maxTokens: 32 },
+        },
+      ]);
       assert.deepEqual(server.messages, [], 'no setting was refused');
     } finally {
       await server.stop();
@@ -214,5 +230,71 @@ describe('chat controller with the mock backend and a retrieval index', () => {
     assert.match(uri, /^file:\/\/\/.*\/notes\/guide\/install\.md$/);
     assert.ok(existsSync(fileURLToPath(uri)), 'the source URI names a file that exists');
     assert.match(turn.answer, /virtual environment/);
+  });
+});
+
+describe('a question about editor code, with sage lsp and an OpenAI-compatible server', () => {
+  let model: OpenAIServer;
+  let server: SageServer;
+  let controller: ChatController;
+  const folder = pathToFileURL(path.join(tmpdir(), 'sage-context-test')).href;
+  const line = (startLine: number, endLine: number) => ({ start: { line: startLine, character: 0 }, end: { line: endLine, character: 0 } });
+
+  /** Opens `text` as the editor's copy of `uri` (never on disk), then edits it without saving. */
+  async function openUnsaved(uri: string, text: string, edited: string): Promise<void> {
+    await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'python', version: 1, text } });
+    await server.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version: 2 }, contentChanges: [{ text: edited }] });
+  }
+
+  /** What the model was last asked, all messages in one text. */
+  async function lastPrompt(): Promise<string> {
+    const requests = await model.requests();
+    return (requests.at(-1)?.messages ?? []).map((message) => message.content).join('\n');
+  }
+
+  before(async () => {
+    model = await startOpenAIServer(['--delay', '0']);
+    server = await startSageServer({ initializationOptions: { backend: 'compatible', baseUrl: model.baseUrl, model: 'tiny-model', index: null } });
+    controller = new ChatController(server.connection, new RecordingEditor());
+  });
+
+  after(async () => {
+    controller.dispose();
+    await Promise.all([server.stop(), model.stop()]);
+  });
+
+  it('sends the selection as a reference: the model sees the unsaved text and the diagnostic, the turn its chip', async () => {
+    const uri = `${folder}/calc.py`;
+    await openUnsaved(uri, 'def add(a, b):\n    return a - b\n', 'def add(a, b):\n    return a - b  # unsaved\n');
+    const diagnostic = { range: { start: { line: 1, character: 11 }, end: { line: 1, character: 16 } }, message: 'subtracts instead of adding', severity: 1 as const };
+    const end = await controller.ask('Why is add wrong?', [contextRef(uri, line(1, 2), [diagnostic])]);
+    assert.equal(end?.type, 'finished');
+    assert.deepEqual((end as { result: ChatResult }).result.context, [{ uri, range: line(1, 2), truncated: false }]);
+    assert.deepEqual(controller.current.turns.at(-1)?.attached, [{ label: 'calc.py:2', uri, truncated: false }]);
+    assert.equal(controller.current.turns.at(-1)?.question, 'Why is add wrong?');
+    const prompt = await lastPrompt();
+    assert.match(prompt, /return a - b {2}# unsaved/);
+    assert.match(prompt, /subtracts instead of adding/);
+    assert.doesNotMatch(prompt, /def add/, 'only the selected line goes');
+  });
+
+  it('marks the chip of a document the contextTokens budget shortened', async () => {
+    const uri = `${folder}/big.py`;
+    const big = Array.from({ length: 2000 }, (_, i) => `value_${i} = ${i}\n`).join('');
+    await openUnsaved(uri, '', big);
+    await server.pushSettings({ backend: 'compatible', baseUrl: model.baseUrl, model: 'tiny-model', index: null, contextTokens: 100 });
+    const end = await controller.ask('What does this file hold?', [contextRef(uri, undefined)]);
+    assert.equal(end?.type, 'finished');
+    assert.deepEqual(controller.current.turns.at(-1)?.attached, [{ label: 'big.py', uri, truncated: true }]);
+    const prompt = await lastPrompt();
+    assert.match(prompt, /value_0 = 0/);
+    assert.doesNotMatch(prompt, /value_1999 = 1999/);
+  });
+
+  it("offers sage.fix as the server's command and leaves sage.explain to the extension", () => {
+    const { executeCommandProvider } = server.capabilities as { executeCommandProvider?: { commands: string[] } };
+    const commands = executeCommandProvider?.commands ?? [];
+    assert.ok(commands.includes(Commands.fix), `server commands: ${commands.join(', ')}`);
+    assert.equal(commands.includes(Commands.explain), false);
   });
 });

@@ -33,6 +33,10 @@ if (missing && process.env.SAGE_REQUIRE_ALL === '1') {
 const READY = /Sage: mock ready/;
 const DID_NOT_START = /the language server did not start/;
 const CODE = 'def double(x):\n    return x * 2\n';
+/** The file the code actions work on: line 2 is the one selected. */
+const FIX_CODE = 'def total(values):\n    result = sum(values)\n    return result\n';
+/** The file completed inline: the cursor ends after `value = ` on line 3. */
+const COMPLETE_CODE = 'def half(x):\n    return x / 2\n';
 const NOTES: Record<string, string> = {
   'guide/install.md':
     '# Installing sage-lsp\n\n## Virtual environment\n\nCreate a virtual environment with `python -m venv .venv`, ' +
@@ -130,10 +134,12 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       'sage.backend': 'mock',
       'sage.index': 'notes',
       'sage.sageHome': sageHome,
+      // No word suggestions over the ghost text (Tab would take them instead).
+      'editor.quickSuggestions': { other: 'off', comments: 'off', strings: 'off' },
     };
     [slow, server, browser] = await Promise.all([
       startOpenAIServer(['--delay', '0.05', '--repeat', '40']),
-      startCodeServer(settings, { 'double.py': CODE, 'pipelines/.keep': '' }),
+      startCodeServer(settings, { 'double.py': CODE, 'fix.py': FIX_CODE, 'complete.py': COMPLETE_CODE, 'pipelines/.keep': '' }),
       launchBrowser(),
     ]);
     page = await openWindow(browser, server);
@@ -245,21 +251,91 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
     });
   });
 
-  it('asks about the selection', async (t) => {
+  /** Opens `name` and puts the cursor in its editor, at the start of the file. */
+  async function editFile(name: string, text: string): Promise<void> {
+    await openFile(page, name);
+    const lines = page.locator('.editor-instance .monaco-editor .view-lines').filter({ hasText: text });
+    await lines.waitFor({ timeout: 15_000 });
+    await lines.click();
+    await page.keyboard.press('Control+Home');
+  }
+
+  /** Saves the active editor and returns the file as it is on disk once it differs from `from`. */
+  async function saved(name: string, from: string): Promise<string> {
+    await page.keyboard.press('Control+S');
+    const file = path.join(server.workspace, name);
+    return until(`${name} to be saved`, () => {
+      const text = readFileSync(file, 'utf8');
+      return text !== from && text;
+    });
+  }
+
+  /** Opens the light bulb's menu (Ctrl+.) on the selection and picks `title`. */
+  async function codeAction(title: string): Promise<void> {
+    const item = page.locator('.action-widget .monaco-list-row').filter({ hasText: title });
+    // The server's actions arrive once the selection reached it: ask again until they are there.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      await page.keyboard.press('Control+.');
+      if (await item.first().waitFor({ timeout: 3000 }).then(() => true, () => false)) {
+        break;
+      }
+      await page.keyboard.press('Escape');
+    }
+    await item.first().click();
+  }
+
+  it('asks about the selection: the code goes as a reference, shown as a path:lines chip', async (t) => {
     await shot(t, async () => {
-      await openFile(page, 'double.py');
-      const lines = page.locator('.editor-instance .monaco-editor .view-lines').filter({ hasText: 'double' });
-      await lines.waitFor({ timeout: 15_000 });
-      await lines.click();
+      await editFile('double.py', 'double');
       await page.keyboard.press('Control+A');
       await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
       await runCommand(page, 'Sage: Ask About Selection');
       await answerInput(page, 'Ask Sage about the selection');
       const panel = chatPanel(page);
-      const turn = panel.locator('.turn').filter({ hasText: 'def double' }).last();
+      const turn = panel.locator('.turn').filter({ has: panel.locator('.chip', { hasText: 'double.py:1-2' }) }).last();
       await turn.locator('.question-text').waitFor({ timeout: 30_000 });
-      assert.match((await turn.locator('.question-text').textContent()) ?? '', /Explain this code\.[\s\S]*def double\(x\)/);
-      await panel.locator('.turn[data-status="done"]').filter({ hasText: 'def double' }).waitFor({ timeout: 30_000 });
+      // The question is the person's; the code is not pasted into it (the server reads it).
+      assert.equal(await turn.locator('.question-text').textContent(), 'Explain this code.');
+      await panel.locator('.turn[data-status="done"]').filter({ hasText: 'double.py:1-2' }).waitFor({ timeout: 30_000 });
+      assert.equal(await turn.locator('.chip[data-truncated="false"]').count(), 1);
+    });
+  });
+
+  it('offers Sage: explain and Sage: fix on a selection; explain opens the chat with it, fix replaces exactly it and Ctrl+Z restores the file', async (t) => {
+    await shot(t, async () => {
+      await editFile('fix.py', 'total');
+      await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('Shift+End');
+      await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
+      await codeAction('Sage: explain');
+      const panel = chatPanel(page);
+      await panel.locator('.turn[data-status="done"]').filter({ has: panel.locator('.chip', { hasText: 'fix.py:2' }) }).waitFor({ timeout: 30_000 });
+
+      // Back in the editor, the selection is where it was.
+      await editFile('fix.py', 'total');
+      await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('Shift+End');
+      await codeAction('Sage: fix');
+      const fixed = await saved('fix.py', FIX_CODE);
+      const [first, selected, rest] = ['def total(values):\n', '    result = sum(values)', '\n    return result\n'];
+      assert.ok(fixed.startsWith(first) && fixed.endsWith(rest), `only line 2 changes: ${JSON.stringify(fixed)}`);
+      assert.notEqual(fixed.slice(first.length, fixed.length - rest.length), selected);
+
+      await page.keyboard.press('Control+Z');
+      assert.equal(await saved('fix.py', fixed), FIX_CODE);
+    });
+  });
+
+  it('shows the model\'s inline completion as ghost text at the cursor, and Tab accepts it', async (t) => {
+    await shot(t, async () => {
+      await editFile('complete.py', 'half');
+      await page.keyboard.press('Control+End');
+      await page.keyboard.type('value = ');
+      const ghost = page.locator('.editor-instance .monaco-editor').locator('.ghost-text-decoration, .ghost-text').filter({ hasText: 'sage_mock_completion' });
+      await ghost.first().waitFor({ timeout: 30_000 });
+      await page.keyboard.press('Tab');
+      // The mock backend completes with `sage_mock_completion(line=N)`, N the cursor's line in its prompt.
+      assert.match(await saved('complete.py', COMPLETE_CODE), /^def half\(x\):\n {4}return x \/ 2\nvalue = sage_mock_completion\(line=\d+\)$/);
     });
   });
 

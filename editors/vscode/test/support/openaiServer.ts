@@ -17,6 +17,8 @@ export interface OpenAIServer {
   baseUrl: string;
   /** The streams it served so far. */
   streams(): Promise<StreamRecord[]>;
+  /** The bodies of the requests it was sent so far (`messages` of each chat). */
+  requests(): Promise<{ messages?: { role: string; content: string }[] }[]>;
   /** Whether the client closed the latest stream within `timeoutMs` (polled every 50 ms). */
   waitForClientGone(timeoutMs?: number): Promise<boolean>;
   stop(): Promise<void>;
@@ -53,6 +55,10 @@ export async function startOpenAIServer(args: string[]): Promise<OpenAIServer> {
   return {
     baseUrl,
     streams,
+    async requests() {
+      const response = await fetch(`${origin}/_test/requests`);
+      return ((await response.json()) as { requests: Awaited<ReturnType<OpenAIServer['requests']>> }).requests;
+    },
     async waitForClientGone(timeoutMs = 2500) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
