@@ -29,8 +29,12 @@ NO_MODEL_HINT = (
 
 
 def mock_answer(request: ChatRequest) -> str:
-    """The mock's answer: a quote of the best retrieved passage, or how to use a real model."""
+    """The mock's answer: a fix for a ``sage.fix`` request (:func:`mock_fix`), a quote of the
+    best retrieved passage, or how to use a real model."""
     question = next((m.content for m in reversed(request.messages) if m.role == "user"), "").strip()
+    fixed = mock_fix(question)
+    if fixed is not None:
+        return fixed
     if request.passages:
         best = request.passages[0]
         where = f"{best.title} — {best.heading}" if best.heading else best.title
@@ -59,6 +63,35 @@ def mock_completion(prompt: str) -> str:
     1; one line, so that editors show it as ghost text on the cursor's line."""
     before = prompt.split("<|fim_suffix|>", 1)[0]
     return f"sage_mock_completion(line={before.count(chr(10)) + 1})"
+
+
+_FIX_REQUEST = re.compile(
+    r"\AFix the code of [^\n]+\.\n\n[^\n]+\n"
+    r"(?P<fence>`{3,})(?P<language>\S*)\n(?P<body>.*?)\n(?P=fence)$",
+    re.S | re.M,
+)
+"""A ``sage.fix`` request: "Fix the code of calc.py:2-3.", then the labelled block of numbered
+lines (sage_lsp.server.code_actions writes it)."""
+_LINE_NUMBER = re.compile(r"^ *\d+ \| ?", re.M)
+_COMMENTS = {"python": "#", "py": "#", "yaml": "#", "yml": "#", "sh": "#", "toml": "#", "lua": "--"}
+"""Line comments by fence language (``//`` for the others)."""
+
+
+def mock_fix(question: str) -> str | None:
+    """The mock's answer to a ``sage.fix`` request: its lines (numbers removed) in a fenced
+    block, under a comment line ``fixed by the mock backend`` indented as the first line;
+    ``None`` for any other question."""
+    found = _FIX_REQUEST.match(question)
+    if found is None:
+        return None
+    body = _LINE_NUMBER.sub("", found["body"])
+    first = body.lstrip("\n")
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    comment = _COMMENTS.get(found["language"], "//")
+    fence = found["fence"]
+    return (
+        f"{fence}{found['language']}\n{indent}{comment} fixed by the mock backend\n{body}\n{fence}"
+    )
 
 
 def quote_markdown(text: str, limit: int = QUOTE_CHARS) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -20,7 +21,7 @@ from sage_lsp.config import Settings
 from sage_lsp.server.config_handlers import ConfigHandlers
 from sage_lsp.server.editor_watch import ProcessWatch
 from sage_lsp.server.logs import EditorLogHandler
-from sage_lsp.server.routes import FEATURES, ROUTES
+from sage_lsp.server.routes import COMMANDS, FEATURES, ROUTES
 from sage_lsp.server.session import Session
 from sage_lsp.server.transport import Writer
 
@@ -47,6 +48,18 @@ class SageProtocol(LanguageServerProtocol):
             "sage": {"version": protocol.PROTOCOL_VERSION, "methods": list(protocol.METHODS)}
         }
         return result
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    async def lsp_workspace__execute_command(  # type: ignore[override]  # async, not a generator
+        self, params: types.ExecuteCommandParams
+    ) -> Any:
+        """Run a command of :data:`COMMANDS` with the arguments as sent, as a task of its own,
+        which ``$/cancelRequest`` cancels (pygls runs a command as a step of a generator,
+        which a cancel does not reach)."""
+        handler = self.fm.commands.get(params.command)
+        if handler is None:
+            raise JsonRpcInvalidParams(f"no command {params.command!r}")
+        return await handler(*(params.arguments or []))
 
     @lsp_method(types.SHUTDOWN)
     def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
@@ -126,6 +139,8 @@ class SageServer(LanguageServer):
             self.route(route.method, partial(route.dispatch, self))
         for feature in FEATURES:
             self.route(feature.method, partial(feature.dispatch, self), feature.options)
+        for command in COMMANDS:
+            self.command(command.name)(command.bound(self))
         self.route(types.SHUTDOWN, self._on_shutdown)
 
     def route(self, method: str, handler: Callable[[Any], Any], options: Any = None) -> None:

@@ -135,6 +135,33 @@ class AsyncFeature(Feature):
         return await _load(self.handler)(server, params)
 
 
+@dataclass(frozen=True)
+class Command:
+    """A ``workspace/executeCommand`` command the server runs (listed in
+    ``executeCommandProvider``)."""
+
+    name: str
+    """The command's name."""
+    handler: str
+    """``module:function``: an ``async`` function taking the server and the arguments (a list),
+    returning a :mod:`sage_lsp.protocol` payload; it runs as a task, which ``$/cancelRequest``
+    cancels."""
+
+    def bound(self, server: SageServer) -> Callable[..., Awaitable[Any]]:
+        """The handler to register with pygls' ``command`` (which lists it in the
+        capabilities); ``SageProtocol`` calls it with the arguments as sent. A failure of the
+        error family becomes its JSON-RPC error."""
+
+        async def run(*arguments: Any) -> Any:
+            try:
+                result = await _load(self.handler)(server, list(arguments))
+            except SageError as exc:
+                raise rpc_error(exc, self.name) from None
+            return protocol.to_wire(result)
+
+        return run
+
+
 ROUTES = (
     Route(CHAT, ChatParams, ChatResult, "chat_handlers:chat"),
     Route(CHAT_RESET, ChatIdParams, Empty, "chat_handlers:reset"),
@@ -160,10 +187,25 @@ FEATURES = (
         "pipeline_handlers:completion",
         types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
     ),
+    Feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        "code_actions:code_actions",
+        types.CodeActionOptions(
+            code_action_kinds=[
+                types.CodeActionKind.QuickFix,
+                types.CodeActionKind.Refactor,
+                types.CodeActionKind.RefactorRewrite,
+            ]
+        ),
+    ),
     AsyncFeature(
         types.TEXT_DOCUMENT_INLINE_COMPLETION,
         "completion_handlers:inline_completion",
         types.InlineCompletionOptions(),
     ),
 )
-"""The language features: those of pipeline files, and inline completion in any document."""
+"""The language features: those of pipeline files, and code actions and inline completion in
+any document."""
+
+COMMANDS = (Command(protocol.COMMAND_FIX, "code_actions:fix"),)
+"""The commands the server runs (``sage.explain`` is the client's)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import pytest
 import pytest_lsp
@@ -109,6 +109,19 @@ def units(text: str, encoding: str) -> int:
 
 def make_editor_client() -> LanguageClient:
     client = make_client()
+    converter = client.protocol._converter
+
+    def command_or_action(raw: Any, _: type) -> types.Command | types.CodeAction:
+        # lsprotocol takes any item with a "command" key for a Command; a CodeAction's is an
+        # object (a Command's a string), as VS Code and Neovim tell them apart
+        kind = types.Command if isinstance(raw.get("command"), str) else types.CodeAction
+        found: types.Command | types.CodeAction = converter.structure(raw, kind)
+        return found
+
+    converter.register_structure_hook(
+        Union[types.Command, types.CodeAction],  # noqa: UP007 - the type lsprotocol registers
+        command_or_action,
+    )
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
     def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
