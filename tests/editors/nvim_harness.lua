@@ -17,6 +17,15 @@ function H.wait(ms, condition, what)
   end
 end
 
+--- Edits `path` and waits until the sage client is attached to its buffer.
+---@param path string
+function H.edit(path)
+  vim.cmd.edit(path)
+  H.wait(15000, function()
+    return #vim.lsp.get_clients({ bufnr = 0, name = 'sage' }) > 0
+  end, 'the sage client attached to ' .. path)
+end
+
 ---@return integer
 function H.chat_buf()
   return vim.fn.bufnr('sage://chat')
@@ -28,11 +37,15 @@ function H.chat_text()
   return table.concat(vim.api.nvim_buf_get_lines(H.chat_buf(), 0, -1, false), '\n')
 end
 
---- A condition: `count` answers are in the transcript and none is being written.
+--- A condition: `count` answers are in the transcript (once there is one) and none is being
+--- written.
 ---@param count integer
 ---@return fun(): boolean
 function H.answers_ended(count)
   return function()
+    if H.chat_buf() == -1 then
+      return false
+    end
     local _, answers = H.chat_text():gsub('\n## Sage\n', '')
     return answers == count and not require('sage.chat').answering()
   end

@@ -306,16 +306,194 @@ def test_checkhealth_and_ask_about_a_selection(nvim: str, tmp_path: Path) -> Non
         H.result.health = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n')
         """,
     )
+    # The selection went as a reference, not pasted; the chat names it under the question.
     question = result["history"]["messages"][0]["content"]
-    fenced = "```python\ndef double(x):\n    return x * 2\n```"
-    assert question == f"what does it do?\n\n`double.py`, lines 3-4:\n{fenced}"
-    assert fenced in result["chat"]
+    assert question.endswith("what does it do?")
+    assert "double.py:3-4" in question  # the server's label
+    assert "`double.py`, lines 3-4" not in question  # what the plugin pasted before
+    assert "## You\n\nwhat does it do?\n\nAttached: `double.py:3-4`\n\n## Sage\n" in result["chat"]
     assert MOCK_ANSWER in result["chat"]
     health = result["health"]
     assert "ERROR" not in health
     assert re.search(r"OK Neovim 0\.\d+", health)
     assert re.search(r"OK sage-lsp \S+ answers initialize: protocol version 1", health)
     assert "OK sage: ready — backend mock" in health
+
+
+CALC = "import sys\n\ndef double(x):\n    return x + x  # wrong?\n\nprint(double(2))\n"
+
+
+@pytest.fixture
+def calc(tmp_path: Path) -> Path:
+    """``calc.py`` (:data:`CALC`) in the test's folder, where Neovim runs."""
+    path = tmp_path / "calc.py"
+    path.write_text(CALC)
+    return path
+
+
+def compatible(server: OpenAIServer) -> dict[str, Any]:
+    """setup() options for the real server asking ``server`` (its replies recorded), without
+    retrieval."""
+    return {
+        "cmd": SERVER,
+        "settings": {"backend": "compatible", "baseUrl": server.base_url, "index": None},
+    }
+
+
+@pytest.mark.usefixtures("calc")
+def test_ask_sends_the_unsaved_lines_and_their_diagnostics(
+    nvim: str, tmp_path: Path, openai_server: OpenAIServer
+) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        H.edit('calc.py')
+        -- an unsaved edit, and a diagnostic of another source on it
+        vim.api.nvim_buf_set_lines(0, 3, 4, false, { '    return x * 3  # é' })
+        local ns = vim.api.nvim_create_namespace('other-linter')
+        vim.diagnostic.set(ns, 0, {
+          { lnum = 3, col = 20, end_col = 22, message = 'odd accent', source = 'lint' },
+        })
+        vim.cmd('3,4SageAsk why triple?')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        H.result.modified = vim.bo[vim.fn.bufnr('calc.py')].modified
+        """,
+        setup=compatible(openai_server),
+    )
+    assert "Attached: `calc.py:3-4`" in result["chat"]
+    assert result["modified"] is True
+    # The model saw the buffer's text as it is in Neovim (unsaved), labelled, with the
+    # diagnostic of the other source under it.
+    prompt = json.dumps(openai_server.requests[-1]["messages"], ensure_ascii=False)
+    assert "why triple?" in prompt
+    assert "calc.py" in prompt
+    assert "return x * 3  # é" in prompt
+    assert "return x + x" not in prompt
+    assert "odd accent" in prompt
+
+
+def _code_action_scenario(pick: str) -> str:
+    """Edits calc.py, selects lines 3-4, lists the code actions there (recorded as
+    ``H.result.titles``) and runs the one titled ``pick``."""
+    return f"""
+        H.setup()
+        H.edit('calc.py')
+        vim.ui.select = function(items, opts, on_choice)
+          H.result.titles = vim.tbl_map(function(item) return item.action.title end, items)
+          for i, item in ipairs(items) do
+            if item.action.title == '{pick}' then
+              return on_choice(item, i)
+            end
+          end
+          on_choice(nil, nil)
+        end
+        vim.cmd('normal! 3GVj')
+        vim.lsp.buf.code_action()
+        vim.api.nvim_feedkeys(vim.keycode('<Esc>'), 'nx', false)
+    """
+
+
+@pytest.mark.usefixtures("calc")
+def test_code_action_fix_replaces_the_range_and_undo_restores_it(
+    nvim: str, tmp_path: Path, openai_server: OpenAIServer
+) -> None:
+    openai_server.reply = Reply(tokens=words(DEFAULT_ANSWER))  # a fenced block, then words
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        _code_action_scenario("Sage: fix")
+        + """
+        H.wait(15000, function() return vim.bo.modified end, 'the fix')
+        H.result.fixed = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+        vim.api.nvim_feedkeys('u', 'nx', false)
+        H.result.undone = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+        H.result.modified = vim.bo.modified
+        """,
+        setup=compatible(openai_server),
+    )
+    assert {"Sage: explain", "Sage: fix"} <= set(result["titles"])
+    # The model's code block (DEFAULT_ANSWER's) replaced exactly lines 3-4.
+    assert result["fixed"] == [
+        "import sys",
+        "",
+        "def double(x):",
+        "    return x * 2",
+        "",
+        "print(double(2))",
+    ]
+    assert result["undone"] == CALC.splitlines()
+    assert result["modified"] is False
+    prompt = json.dumps(openai_server.requests[-1]["messages"])
+    assert "return x + x  # wrong?" in prompt
+
+
+@pytest.mark.usefixtures("calc")
+def test_code_action_explain_opens_the_chat_with_the_range(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        _code_action_scenario("Sage: explain")
+        + """
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        """,
+    )
+    assert {"Sage: explain", "Sage: fix"} <= set(result["titles"])
+    chat = result["chat"]
+    assert "## You\n\nExplain this code.\n\nAttached: `calc.py:3-4`\n\n## Sage\n" in chat
+    assert MOCK_ANSWER in chat
+
+
+GHOST_TEXT_SCENARIO = """
+    H.setup()
+    H.edit('calc.py')
+    H.result.enabled = vim.lsp.inline_completion.is_enabled({ bufnr = 0 })
+    vim.api.nvim_win_set_cursor(0, { 4, 0 })
+    vim.api.nvim_feedkeys('o', 'n', false) -- a new line 5, in insert mode
+    H.pause(10)
+    local ns = vim.api.nvim_create_namespace('nvim.lsp.inline_completion')
+    local function ghost()
+      local marks = vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })
+      local mark = marks[1]
+      return mark and { row = mark[2], col = mark[3], text = mark[4].virt_text[1][1] }
+    end
+    vim.wait(H.ghost_wait_ms, function() return ghost() ~= nil end, 10)
+    H.result.ghost = ghost()
+    H.result.cursor = vim.api.nvim_win_get_cursor(0)
+    vim.api.nvim_feedkeys(vim.keycode('<Tab>'), 'm', false)
+    H.pause(100)
+    H.result.mode = vim.api.nvim_get_mode().mode
+    H.result.lines = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+"""
+
+
+@pytest.mark.usefixtures("calc")
+def test_ghost_text_is_shown_at_the_cursor_and_tab_accepts_it(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(nvim, tmp_path, "H.ghost_wait_ms = 15000\n" + GHOST_TEXT_SCENARIO)
+    assert result["enabled"] is True
+    # The mock completes with the cursor's line number: line 5, shown at the cursor.
+    assert result["ghost"] == {"row": 4, "col": 0, "text": "sage_mock_completion(line=5)"}
+    assert result["cursor"] == [5, 0]
+    assert result["mode"] == "i"
+    assert result["lines"][4] == "sage_mock_completion(line=5)"
+    assert result["lines"][:4] == CALC.splitlines()[:4]
+
+
+@pytest.mark.usefixtures("calc")
+def test_ghost_text_can_be_turned_off(nvim: str, tmp_path: Path) -> None:
+    settings = {"backend": "mock", "completion": {"enabled": False}}
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        "H.ghost_wait_ms = 1000\n" + GHOST_TEXT_SCENARIO,
+        setup={"cmd": SERVER, "settings": settings},
+    )
+    assert result["enabled"] is False
+    assert "ghost" not in result
+    assert result["lines"][4].strip() == ""  # <Tab> indented, as it does without the plugin
 
 
 def test_pipeline_is_written_and_opened(nvim: str, tmp_path: Path) -> None:
