@@ -1,6 +1,7 @@
-"""Where a completion's block ends: at a blank line followed by a line indented less than the
-cursor's line, or, at the top level, by another top-level line (a server's stop strings cannot
-say "a dedent", so this is read as the text streams in)."""
+"""Where a completion ends, read as its text streams in: at a stop string (the server takes
+four at most, so the rest are watched for here) or where its block ends, at a blank line
+followed by a line indented less than the cursor's line, or, at the top level, by another
+top-level line (a stop string cannot say "a dedent")."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def block_end(text: str, indent: str) -> int | None:
         if len(found.group(1)) < len(indent) or not (indent or found.group(1)):
             return found.start()
     return None
+
+
+def completion_end(text: str, stops: tuple[str, ...], indent: str) -> int | None:
+    """Where ``text`` ends: at its first stop string or its block's end, whichever comes first;
+    ``None`` while neither has come."""
+    ends = [text.find(stop) for stop in stops]
+    ends = [end for end in ends if end >= 0]
+    block = block_end(text, indent)
+    if block is not None:
+        ends.append(block)
+    return min(ends, default=None)

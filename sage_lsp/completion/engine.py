@@ -7,13 +7,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sage_lsp.backends.base import Backend, CompletionRequest, Delta
-from sage_lsp.completion.blocks import block_end, indentation
+from sage_lsp.completion.blocks import completion_end, indentation
 from sage_lsp.completion.chat import chat_request, code_of
 from sage_lsp.completion.templates import CHAT, FimTemplate, pick
 from sage_lsp.config import CompletionSettings
 
 BLOCK_STOPS = ("\n\n\n",)
 """Stops of every FIM completion besides its template's: two blank lines end a block."""
+
+SENT_STOPS = 4
+"""Stops the server is sent: OpenAI's ``/v1/completions`` and vLLM's take four at most."""
 
 CACHE_SIZE = 64
 """Completions the engine remembers."""
@@ -70,12 +73,11 @@ class CompletionEngine:
     async def _fim(
         self, backend: Backend, template: FimTemplate, cursor: Cursor, max_tokens: int
     ) -> str:
-        """Ask through ``/v1/completions`` with ``template``; stop at the block's end."""
-        request = CompletionRequest(
-            template.prompt(cursor.before, cursor.after),
-            template.stop + BLOCK_STOPS,
-            max_tokens,
-        )
+        """Ask through ``/v1/completions`` with ``template``; the text up to its first stop or
+        its block's end (the stream is closed there)."""
+        stops = template.stop + BLOCK_STOPS
+        sent = template.stop[: SENT_STOPS - len(BLOCK_STOPS)] + BLOCK_STOPS
+        request = CompletionRequest(template.prompt(cursor.before, cursor.after), sent, max_tokens)
         indent = indentation(cursor.before.rpartition("\n")[2])
         text = ""
         stream = backend.complete(request)
@@ -83,7 +85,7 @@ class CompletionEngine:
             async for event in stream:
                 if isinstance(event, Delta):
                     text += event.text
-                    end = block_end(text, indent)
+                    end = completion_end(text, stops, indent)
                     if end is not None:
                         text = text[:end]
                         break

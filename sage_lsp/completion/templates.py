@@ -36,7 +36,8 @@ class FimTemplate:
     middle: str
     """Written after the text after the cursor: the model goes on from here."""
     stop: tuple[str, ...]
-    """The family's end-of-text, file-separator and FIM tokens: where a completion ends."""
+    """The family's end-of-text, file-separator and FIM tokens: where a completion ends. The
+    first ones go to the server (it takes four stops at most), the engine watches for all."""
     names: str
     """A regular expression matched (case-insensitively) against the model's name."""
 
@@ -60,12 +61,12 @@ TEMPLATES: dict[str, FimTemplate] = {
             "<|fim_middle|>",
             (
                 "<|endoftext|>",
+                "<|file_sep|>",
                 "<|fim_prefix|>",
                 "<|fim_suffix|>",
                 "<|fim_middle|>",
                 "<|fim_pad|>",
                 "<|repo_name|>",
-                "<|file_sep|>",
                 "<|im_start|>",
                 "<|im_end|>",
             ),
@@ -78,11 +79,11 @@ TEMPLATES: dict[str, FimTemplate] = {
             "<fim_middle>",
             (
                 "<|endoftext|>",
+                "<file_sep>",
                 "<fim_prefix>",
                 "<fim_suffix>",
                 "<fim_middle>",
                 "<fim_pad>",
-                "<file_sep>",
                 "<repo_name>",
             ),
             r"starcoder",
@@ -94,10 +95,10 @@ TEMPLATES: dict[str, FimTemplate] = {
             _deepseek("fim_end"),
             (
                 _deepseek("end_of_sentence"),
+                "<|EOT|>",
                 _deepseek("fim_begin"),
                 _deepseek("fim_hole"),
                 _deepseek("fim_end"),
-                "<|EOT|>",
             ),
             r"deepseek.*coder",
         ),

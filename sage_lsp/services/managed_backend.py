@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import ChatRequest, CompletionRequest, StreamEvent
@@ -54,6 +55,8 @@ class ManagedBackend:
         self._preparing = asyncio.Lock()
         self._ensuring: asyncio.Future[ServiceHandle] | None = None
         self._stopping = False
+        self._tokens: dict[str, frozenset[str]] = {}
+        """The added tokens of each model folder asked about (read once)."""
 
     @property
     def model(self) -> str:
@@ -122,7 +125,10 @@ class ManagedBackend:
         command = self.handle.entry.command
         if "--model" not in command[:-1]:
             return frozenset()
-        return added_tokens(Path(command[command.index("--model") + 1]))
+        folder = command[command.index("--model") + 1]
+        if folder not in self._tokens:
+            self._tokens[folder] = await asyncio.to_thread(added_tokens, Path(folder))
+        return self._tokens[folder]
 
     async def _ask(self, send: Send) -> AsyncGenerator[StreamEvent, None]:
         """``send`` to the service's client; once more after a look-up (see :meth:`stream`)."""
@@ -178,19 +184,27 @@ class ManagedBackend:
         await self.manager.release()
 
 
-def added_tokens(folder: Path) -> frozenset[str]:
-    """The added tokens (``added_tokens_decoder`` and ``additional_special_tokens``) of the
-    ``tokenizer_config.json`` in ``folder``; empty when there is none or it cannot be read."""
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when there is none or it cannot be read."""
     try:
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return frozenset()
-    if not isinstance(config, dict):
-        return frozenset()
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def added_tokens(folder: Path) -> frozenset[str]:
+    """The added tokens of the tokenizer in ``folder``: ``added_tokens_decoder`` and
+    ``additional_special_tokens`` of its ``tokenizer_config.json`` (as transformers 4 writes
+    them) and ``added_tokens`` of its ``tokenizer.json`` (where transformers 5 keeps them)."""
+    config = _json_object(folder / "tokenizer_config.json")
     decoder = config.get("added_tokens_decoder")
-    added = decoder.values() if isinstance(decoder, dict) else []
+    added = list(decoder.values()) if isinstance(decoder, dict) else []
+    listed = _json_object(folder / "tokenizer.json").get("added_tokens")
+    added += listed if isinstance(listed, list) else []
     tokens = {t.get("content") for t in added if isinstance(t, dict)}
-    tokens.update(config.get("additional_special_tokens") or [])
+    special = config.get("additional_special_tokens")
+    tokens.update(special if isinstance(special, list) else [])
     return frozenset(t for t in tokens if isinstance(t, str))
 
 

@@ -34,12 +34,6 @@ def completions(fake: OpenAIServer) -> list[dict[str, Any]]:
     return [r for r in fake.requests if "prompt" in r]
 
 
-QWEN_STOPS = [
-    "<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>", "<|im_start|>", "<|im_end|>", "\n\n\n",
-]  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("model", "prompt", "stops"),
     [
@@ -47,25 +41,24 @@ QWEN_STOPS = [
             "Qwen/Qwen2.5-Coder-1.5B",
             "<|fim_prefix|>def area(r):\n    return <|fim_suffix|>\n\nprint(area(2))\n"
             "<|fim_middle|>",
-            QWEN_STOPS,
+            ["<|endoftext|>", "<|file_sep|>", "<|fim_prefix|>", "\n\n\n"],
         ),
         (
             "bigcode/starcoder2-3b",
             "<fim_prefix>def area(r):\n    return <fim_suffix>\n\nprint(area(2))\n<fim_middle>",
-            ["<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>",
-             "<file_sep>", "<repo_name>", "\n\n\n"],
+            ["<|endoftext|>", "<file_sep>", "<fim_prefix>", "\n\n\n"],
         ),
         (
             "deepseek-ai/deepseek-coder-1.3b-base",
             "<\uff5cfim\u2581begin\uff5c>def area(r):\n    return <\uff5cfim\u2581hole\uff5c>\n\n"
             "print(area(2))\n<\uff5cfim\u2581end\uff5c>",
-            ["<\uff5cend\u2581of\u2581sentence\uff5c>", "<\uff5cfim\u2581begin\uff5c>",
-             "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", "<|EOT|>", "\n\n\n"],
+            ["<\uff5cend\u2581of\u2581sentence\uff5c>", "<|EOT|>", "<\uff5cfim\u2581begin\uff5c>",
+             "\n\n\n"],
         ),
         (
             "codellama/CodeLlama-7b-hf",
             "<PRE> def area(r):\n    return  <SUF>\n\nprint(area(2))\n <MID>",
-            ["<EOT>", "<PRE>", "<SUF>", "<MID>", "\n\n\n"],
+            ["<EOT>", "<PRE>", "<SUF>", "\n\n\n"],
         ),
     ],
 )  # fmt: skip
@@ -110,6 +103,20 @@ async def test_a_completion_ends_with_its_block(fresh: InProcessServer) -> None:
         await start(fresh, fake)
         response = await inline(fresh, 1, 11)
     assert response["result"]["items"] == [{"insertText": "r * r"}]
+
+
+async def test_a_stop_the_server_was_not_sent_ends_it_too(fresh: InProcessServer) -> None:
+    """The server takes four stops; the others are watched for as the text comes, and the
+    stream is closed at the first."""
+    with OpenAIServer(models=["Qwen2.5-Coder-0.5B"]) as fake:
+        fake.reply = Reply(tokens=["r * r", "<|fim_pad|>", "junk", *["x"] * 50], delay=0.02)
+        await start(fresh, fake)
+        response = await inline(fresh, 1, 11)
+        [stream] = fake.streams
+        assert await asyncio.to_thread(stream.done.wait, 2)
+    assert response["result"]["items"] == [{"insertText": "r * r"}]
+    assert "<|fim_pad|>" not in completions(fake)[0]["stop"]
+    assert stream.client_gone_at is not None and not stream.completed
 
 
 async def test_a_model_without_fim_is_asked_through_chat(fresh: InProcessServer) -> None:

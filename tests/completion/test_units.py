@@ -53,11 +53,14 @@ def test_the_tokenizer_config_names_the_added_tokens(tmp_path: Path) -> None:
         "additional_special_tokens": ["<|im_start|>"],
     }
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    listed = {"added_tokens": [{"id": 7, "content": "<|file_sep|>"}], "model": {}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(listed))
     tokens = added_tokens(tmp_path)
-    assert tokens == MOCK_TOKENS | {"<|im_start|>"}
+    assert tokens == MOCK_TOKENS | {"<|im_start|>", "<|file_sep|>"}
     assert pick("auto", "sage_code_expert", tokens) == TEMPLATES["qwen"]
     assert added_tokens(tmp_path / "missing") == frozenset()
     (tmp_path / "tokenizer_config.json").write_text("[1]")
+    (tmp_path / "tokenizer.json").unlink()
     assert added_tokens(tmp_path) == frozenset()
 
 

@@ -6,7 +6,8 @@ Run with a Python that has torch, transformers, tokenizers and peft (``.venv-vll
     python tests/support/tiny_model.py --check-merge MODEL_DIR [--adapter DIR]
 
 The first form writes ``SAGE_HOME/base_models/tiny-llama/`` (a 2-layer Llama, hidden size 128,
-4 heads of 32, a byte-level BPE tokenizer of about 1000 tokens with a chat template) and
+4 heads of 32, a byte-level BPE tokenizer of about 1000 tokens with a chat template and
+Qwen2.5-Coder's fill-in-the-middle tokens) and
 ``SAGE_HOME/finetune_output/NAME/`` with ``finetune_meta.json``, ``training_config.json``,
 ``logs/``, ``checkpoints/checkpoint-500/``, ``checkpoints/checkpoint-1000/`` and
 ``lora_weights/``: three different LoRA adapters (r=8 on q_proj and v_proj) trained a few AdamW
@@ -46,6 +47,9 @@ STEPS = {"checkpoint-500": 4, "checkpoint-1000": 10, "lora_weights": 14}
 CHECK_TEXT = "def merge(base, adapter):\n    return base + adapter  # tiny model\n"
 
 BOS, EOS, PAD, IM_START = "<s>", "<|im_end|>", "<pad>", "<|im_start|>"
+FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>")
+"""Qwen2.5-Coder's fill-in-the-middle tokens: the tokenizer has them, as Qwen's does, so inline
+completion picks the Qwen template from the tokenizer config."""
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -94,7 +98,7 @@ def build_tokenizer(texts: list[str]) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
-        special_tokens=[PAD, BOS, EOS, IM_START],
+        special_tokens=[PAD, BOS, EOS, IM_START, *FIM_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
