@@ -375,6 +375,24 @@ def test_ask_sends_the_unsaved_lines_and_their_diagnostics(
     assert "odd accent" in prompt
 
 
+def test_the_chat_marks_a_shortened_reference(nvim: str, tmp_path: Path) -> None:
+    lines = [f"value_{n} = {n} * {n}  # line {n} of a long file" for n in range(1, 301)]
+    (tmp_path / "big.py").write_text("\n".join(lines) + "\n")
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        vim.cmd('edit big.py')
+        vim.cmd('%SageAsk what is in it?')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        """,
+        setup={"cmd": SERVER, "settings": {**MOCK, "contextTokens": 100}},
+    )
+    assert "\n\nAttached: `big.py:1-300` (truncated)\n\n## Sage\n" in result["chat"]
+
+
 def _code_action_scenario(pick: str) -> str:
     """Edits calc.py, selects lines 3-4, lists the code actions there (recorded as
     ``H.result.titles``) and runs the one titled ``pick``."""

@@ -258,8 +258,8 @@ local function finish(result)
 end
 
 --- Asks `message` in the chat's conversation and streams the answer into the transcript.
---- `refs` (`ContextRef`s, see |sage.context|) attach editor documents or ranges of them: the
---- transcript names them under the question.
+--- `refs` (the protocol's `ContextRef`s, see `sage.context`) attach editor documents or ranges
+--- of them: the transcript names them under the question.
 ---@param message string
 ---@param refs? table[]
 function M.send(message, refs)
