@@ -15,6 +15,8 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from tests.lsp.conftest import SERVER, make_client
+from tests.lsp.test_chat_openai import use_server
+from tests.support.openai_server import OpenAIServer
 
 VSCODE = "visual-studio-code"
 NEOVIM = "neovim@v0.11.0"
@@ -157,3 +159,19 @@ async def editor(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> 
 def editor_of(client: LanguageClient) -> Editor:
     """The client's :class:`Editor`."""
     return client.editor  # type: ignore[attr-defined, no-any-return]
+
+
+def lines_range(start: int, end: int) -> dict[str, Any]:
+    """Lines ``start``..``end`` (0-based, ``end`` excluded) as an LSP Range."""
+    return {"start": {"line": start, "character": 0}, "end": {"line": end, "character": 0}}
+
+
+async def opened(
+    client: LanguageClient, text: str, model: OpenAIServer | None = None, name: str = "calc.py"
+) -> tuple[Editor, str]:
+    """The client's :class:`Editor` with ``name`` opened holding ``text``, and its URI; the
+    session answers through ``model`` when it is given (else the mock)."""
+    if model is not None:
+        await use_server(client, model)
+    ed = editor_of(client)
+    return ed, ed.open(name, text)

@@ -14,7 +14,7 @@ from pytest_lsp import LanguageClient
 
 from sage_lsp import protocol
 from tests.lsp.conftest import as_dict
-from tests.lsp.editor_session import NEOVIM, VSCODE, editor, editor_of
+from tests.lsp.editor_session import NEOVIM, VSCODE, editor, editor_of, lines_range, opened
 from tests.lsp.test_chat_openai import use_server
 from tests.support.openai_server import OpenAIServer, Reply
 
@@ -28,10 +28,6 @@ DIAGNOSTIC = {
     "source": "lint",
     "message": "subtracts instead of adding",
 }
-
-
-def lines_range(start: int, end: int) -> dict[str, Any]:
-    return {"start": {"line": start, "character": 0}, "end": {"line": end, "character": 0}}
 
 
 async def actions(
@@ -116,8 +112,7 @@ async def test_no_action_at_a_bare_cursor_and_quick_fixes_on_a_diagnostic(
 
 @pytest.mark.parametrize("editor", [VSCODE, NEOVIM], indirect=True)
 async def test_the_mock_fix_replaces_exactly_the_range_reindented(editor: LanguageClient) -> None:
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", CODE)
+    ed, uri = await opened(editor, CODE)
     result = await fix(
         editor, {"uri": uri, "range": lines_range(2, 4), "diagnostics": [DIAGNOSTIC]}
     )
@@ -135,10 +130,7 @@ async def test_the_mock_fix_replaces_exactly_the_range_reindented(editor: Langua
 async def test_a_range_inside_a_line_counts_columns_in_the_negotiated_encoding(
     editor: LanguageClient, openai_server: OpenAIServer
 ) -> None:
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
-    text = 'if ok:\n    label = "café ☕ 🐍"; n = 1 +  2\n'
-    uri = ed.open("calc.py", text)
+    ed, uri = await opened(editor, 'if ok:\n    label = "café ☕ 🐍"; n = 1 +  2\n', openai_server)
     line = '    label = "café ☕ 🐍"; '
     chosen = {"start": ed.position(uri, 1, line), "end": ed.position(uri, 1, line + "n = 1 +  2")}
     openai_server.reply = Reply(tokens=["Here:\n```python\n", "n = 1 + 2\n", "```\nDone."])
@@ -154,9 +146,7 @@ async def test_a_range_inside_a_line_counts_columns_in_the_negotiated_encoding(
 async def test_an_answer_is_reindented_to_the_range_and_numbers_copied_are_removed(
     editor: LanguageClient, openai_server: OpenAIServer
 ) -> None:
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", CODE)
+    ed, uri = await opened(editor, CODE, openai_server)
     answer = "```\n3 | for p in prices:\n4 |     s = s + p\n```"
     openai_server.reply = Reply(tokens=[answer])
     result = await fix(editor, {"uri": uri, "range": lines_range(2, 4)})
@@ -166,8 +156,7 @@ async def test_an_answer_is_reindented_to_the_range_and_numbers_copied_are_remov
 
 
 async def test_a_refused_edit_is_applied_false_and_changes_nothing(editor: LanguageClient) -> None:
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", CODE)
+    ed, uri = await opened(editor, CODE)
     ed.apply = False
     result = await fix(editor, {"uri": uri, "range": lines_range(3, 4)})
     assert result["applied"] is False and "fixed by the mock backend" in result["text"]
@@ -177,9 +166,7 @@ async def test_a_refused_edit_is_applied_false_and_changes_nothing(editor: Langu
 async def test_cancel_closes_the_stream_to_the_model(
     editor: LanguageClient, openai_server: OpenAIServer
 ) -> None:
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", CODE)
+    ed, uri = await opened(editor, CODE, openai_server)
     openai_server.reply = Reply(tokens=[f"w{n} " for n in range(2000)], delay=0.02)
     pending = asyncio.ensure_future(fix(editor, {"uri": uri, "range": lines_range(3, 4)}, "fix-1"))
     for _ in range(500):

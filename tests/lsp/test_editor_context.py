@@ -11,7 +11,7 @@ from pytest_lsp import LanguageClient
 
 from sage_lsp import protocol
 from tests.lsp.conftest import request
-from tests.lsp.editor_session import editor, editor_of
+from tests.lsp.editor_session import editor, editor_of, lines_range, opened
 from tests.lsp.test_chat_openai import use_server
 from tests.support.openai_server import OpenAIServer
 
@@ -28,18 +28,11 @@ def prompt_of(server: OpenAIServer, index: int = -1) -> list[dict[str, Any]]:
     return messages
 
 
-def lines_range(start: int, end: int) -> dict[str, Any]:
-    """Lines ``start``..``end`` (0-based, ``end`` excluded) as an LSP Range."""
-    return {"start": {"line": start, "character": 0}, "end": {"line": end, "character": 0}}
-
-
 async def test_unsaved_edits_reach_the_model_and_follow_ups_still_see_them(
     editor: LanguageClient, openai_server: OpenAIServer
 ) -> None:
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
+    ed, uri = await opened(editor, SAVED, openai_server)
     (ed.root / "calc.py").write_text(SAVED)
-    uri = ed.open("calc.py", SAVED)
     ed.change(uri, EDITED)  # never saved
     chosen = lines_range(1, 3)
     result = await request(
@@ -83,9 +76,7 @@ async def test_a_range_shows_every_line_it_touches(
 ) -> None:
     """Whole lines, numbered; a range that ends at the start of a line leaves that line out.
     (Columns in the negotiated encoding matter to sage.fix: tests/lsp/test_code_actions.py.)"""
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", EDITED)
+    ed, uri = await opened(editor, EDITED, openai_server)
     chosen = {"start": ed.position(uri, 0, "# café"), "end": ed.position(uri, 2, "    return")}
     await request(
         editor, protocol.CHAT, {"message": "Q", "context": [{"uri": uri, "range": chosen}]}
@@ -101,9 +92,7 @@ async def test_a_range_shows_every_line_it_touches(
 async def test_diagnostics_are_listed_under_the_code(
     editor: LanguageClient, openai_server: OpenAIServer
 ) -> None:
-    await use_server(editor, openai_server)
-    ed = editor_of(editor)
-    uri = ed.open("calc.py", SAVED)
+    _, uri = await opened(editor, SAVED, openai_server)
     diagnostic = {
         "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}},
         "severity": 1,
