@@ -316,6 +316,7 @@ def test_checkhealth_and_ask_about_a_selection(nvim: str, tmp_path: Path) -> Non
     health = result["health"]
     assert "ERROR" not in health
     assert re.search(r"OK Neovim 0\.\d+", health)
+    assert "OK ghost text: vim.lsp.inline_completion is there" in health
     assert re.search(r"OK sage-lsp \S+ answers initialize: protocol version 1", health)
     assert "OK sage: ready — backend mock" in health
 

@@ -112,6 +112,11 @@ function M.check()
   else
     vim.health.error('Neovim 0.10 or newer is needed')
   end
+  if vim.fn.has('nvim-0.12') == 1 then
+    vim.health.ok('ghost text: vim.lsp.inline_completion is there')
+  else
+    vim.health.info('ghost text needs Neovim 0.12 (vim.lsp.inline_completion); the rest works')
+  end
   local cmd = client.effective_config().cmd
   if type(cmd) ~= 'table' or vim.fn.executable(cmd[1]) ~= 1 then
     vim.health.error(
