@@ -394,6 +394,25 @@ def test_the_chat_marks_a_shortened_reference(nvim: str, tmp_path: Path) -> None
     assert "\n\nAttached: `big.py:1-300` (truncated)\n\n## Sage\n" in result["chat"]
 
 
+def test_ask_in_a_buffer_without_a_file_pastes_the_lines(nvim: str, tmp_path: Path) -> None:
+    result = run_nvim(
+        nvim,
+        tmp_path,
+        """
+        H.setup()
+        vim.bo.filetype = 'lua'
+        vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'local a = 1', 'return a + 1' })
+        vim.cmd('%SageAsk what does it return?')
+        H.wait(15000, H.answers_ended(1), 'the answer')
+        H.result.chat = H.chat_text()
+        H.result.history = H.history()
+        """,
+    )
+    pasted = "what does it return?\n\n```lua\nlocal a = 1\nreturn a + 1\n```"
+    assert result["history"]["messages"][0]["content"] == pasted
+    assert "Attached:" not in result["chat"]
+
+
 def _code_action_scenario(pick: str) -> str:
     """Edits calc.py, selects lines 3-4, lists the code actions there (recorded as
     ``H.result.titles``) and runs the one titled ``pick``."""

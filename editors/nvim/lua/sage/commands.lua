@@ -7,21 +7,16 @@ local pipeline = require('sage.pipeline')
 
 local M = {}
 
---- The question and the selected lines as a fenced block with the buffer's filetype: for a
---- buffer without a file, which the server cannot refer to.
+--- The question and the selected lines of `buf` pasted as a fenced block with the buffer's
+--- filetype: for a buffer without a file, which the server cannot refer to.
 ---@param question string
+---@param buf integer
 ---@param opts vim.api.keyset.create_user_command.command_args
 ---@return string
-local function ask_message(question, opts)
-  local lines = vim.api.nvim_buf_get_lines(0, opts.line1 - 1, opts.line2, false)
-  local name = vim.fn.expand('%:.')
-  local where = name ~= '' and ('`%s`, lines %d-%d:\n'):format(name, opts.line1, opts.line2) or ''
-  return ('%s\n\n%s```%s\n%s\n```'):format(
-    question,
-    where,
-    vim.bo.filetype,
-    table.concat(lines, '\n')
-  )
+local function ask_message(question, buf, opts)
+  local lines = vim.api.nvim_buf_get_lines(buf, opts.line1 - 1, opts.line2, false)
+  local fenced = ('```%s\n%s\n```'):format(vim.bo[buf].filetype, table.concat(lines, '\n'))
+  return question .. '\n\n' .. fenced
 end
 
 --- `:SageAsk`: the question with a reference to the lines (the server reads them from its
@@ -35,7 +30,7 @@ local function ask(opts)
       return
     end
     if vim.api.nvim_buf_get_name(buf) == '' then
-      chat.send(ask_message(question, opts))
+      chat.send(ask_message(question, buf, opts))
       return
     end
     chat.open() -- at once, while the server may still be starting
