@@ -128,6 +128,8 @@ async def fix(server: SageServer, arguments: list[Any]) -> protocol.FixResult:
     first_line = lines[start_line] if start_line < len(lines) else ""
     indent = first_line[: len(first_line) - len(first_line.lstrip(" \t"))]
     text = reindented(code, indent, before, old.endswith(("\n", "\r")))
+    if "\r\n" in document.text:  # the document's line ends
+        text = text.replace("\n", "\r\n")
     edit = types.TextEdit(range=chosen, new_text=text)
     applied = await server.workspace_apply_edit_async(
         types.ApplyWorkspaceEditParams(

@@ -155,6 +155,14 @@ async def test_an_answer_is_reindented_to_the_range_and_numbers_copied_are_remov
     assert "Fix the problems listed." in openai_server.requests[-1]["messages"][-1]["content"]
 
 
+async def test_a_fix_keeps_the_documents_crlf_line_ends(editor: LanguageClient) -> None:
+    crlf = CODE.replace("\n", "\r\n")
+    ed, uri = await opened(editor, crlf)
+    result = await fix(editor, {"uri": uri, "range": lines_range(3, 4)})
+    assert result["text"] == "        # fixed by the mock backend\r\n        s = s - p\r\n"
+    assert ed.texts[uri] == crlf.replace("        s = s - p", result["text"][:-2], 1)
+
+
 async def test_a_refused_edit_is_applied_false_and_changes_nothing(editor: LanguageClient) -> None:
     ed, uri = await opened(editor, CODE)
     ed.apply = False
