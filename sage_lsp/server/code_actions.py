@@ -43,8 +43,8 @@ DEFAULT_INSTRUCTION = "Fix the problems listed."
 def code_actions(
     server: SageServer, params: types.CodeActionParams
 ) -> list[types.CodeAction] | None:
-    """ "Sage: explain" and "Sage: fix" on a non-empty range or where diagnostics were sent
-    (there: the lines they cover when the range is empty); none elsewhere."""
+    """The two actions on a non-empty range or where diagnostics were sent (there: the lines
+    they cover when the range is empty); none elsewhere."""
     sent = list(params.context.diagnostics)
     chosen = params.range
     if chosen.start == chosen.end:
@@ -58,7 +58,6 @@ def code_actions(
     uri = params.text_document.uri
     wire_range = converter.unstructure(chosen)
     wire_diagnostics = converter.unstructure(sent) if sent else None
-    kind = types.CodeActionKind.QuickFix if sent else types.CodeActionKind.RefactorRewrite
     explain = protocol.to_wire(protocol.ContextRef(uri, wire_range, wire_diagnostics))
     fix = protocol.to_wire(protocol.FixArgs(uri, wire_range, wire_diagnostics))
     actions = [
@@ -70,7 +69,7 @@ def code_actions(
         ),
         types.CodeAction(
             title=FIX_TITLE,
-            kind=kind,
+            kind=types.CodeActionKind.QuickFix if sent else types.CodeActionKind.RefactorRewrite,
             diagnostics=sent or None,
             command=types.Command(FIX_TITLE, protocol.COMMAND_FIX, arguments=[fix]),
         ),
@@ -101,6 +100,8 @@ async def fix(server: SageServer, arguments: list[Any]) -> protocol.FixResult:
     await server.configured()
     where = "arguments[0]"
     chosen = lsp_range(args.range, f"{where}.range")
+    if chosen.start == chosen.end:
+        raise protocol.InvalidParams(f"{where}.range is empty: there is nothing to replace")
     sent = diagnostics(args.diagnostics or [], f"{where}.diagnostics")
     document = read(server, args.uri, f"{where}.uri")
     found = span(server, document, chosen)

@@ -197,6 +197,11 @@ async def test_cancel_closes_the_stream_to_the_model(
     [
         ({"uri": "OPEN"}, protocol.INVALID_PARAMS, "arguments[0].range is required"),
         (
+            {"uri": "OPEN", "range": lines_range(1, 1)},
+            protocol.INVALID_PARAMS,
+            "invalid params for sage.fix: arguments[0].range is empty",
+        ),
+        (
             {"uri": "file:///nowhere/gone.py", "range": lines_range(0, 1)},
             protocol.INVALID_PARAMS,
             "arguments[0].uri: no such file",
