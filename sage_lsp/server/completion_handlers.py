@@ -16,6 +16,7 @@ from lsprotocol import types
 
 from sage_lsp.completion.engine import CompletionEngine, Cursor
 from sage_lsp.core.errors import BackendError
+from sage_lsp.protocol import InvalidParams
 from sage_lsp.server.errors import rpc_error
 
 if TYPE_CHECKING:
@@ -37,8 +38,14 @@ async def inline_completion(
     settings = session.settings.completion
     if not settings.enabled:
         return types.InlineCompletionList(items=[])
-    document = server.workspace.get_text_document(params.text_document.uri)
-    lines = list(document.lines)
+    uri = params.text_document.uri
+    try:
+        lines = list(server.workspace.get_text_document(uri).lines)
+    except OSError as exc:  # not open, and not readable on disk
+        raise rpc_error(
+            InvalidParams(f"textDocument: cannot read {uri}: {exc.strerror}"),
+            types.TEXT_DOCUMENT_INLINE_COMPLETION,
+        ) from None
     position = server.workspace.position_codec.position_from_client_units(lines, params.position)
     cursor = Cursor.at(lines, position.line, position.character, settings)
     engine = _ENGINES.setdefault(server, CompletionEngine())

@@ -4,6 +4,7 @@ it off."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.server.conftest import InProcessServer
@@ -59,3 +60,21 @@ async def test_the_setting_turns_it_off(fresh: InProcessServer) -> None:
     open_document(fresh, "x = 1\n")
     response = await inline(fresh, 0, 5)
     assert response["result"] == {"items": []}
+
+
+async def test_a_document_not_open_is_read_from_disk(
+    server: InProcessServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "on_disk.py"
+    path.write_text("a = 1\nb = \n")
+    params = {
+        "textDocument": {"uri": path.as_uri()},
+        "position": {"line": 1, "character": 4},
+        "context": {"triggerKind": 1},
+    }
+    response = await server.request("textDocument/inlineCompletion", params)
+    assert response["result"]["items"] == [{"insertText": "sage_mock_completion(line=2)"}]
+    missing = {**params, "textDocument": {"uri": (tmp_path / "gone.py").as_uri()}}
+    response = await server.request("textDocument/inlineCompletion", missing)
+    assert response["error"]["code"] == -32602
+    assert "gone.py" in response["error"]["message"]
