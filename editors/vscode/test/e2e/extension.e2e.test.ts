@@ -266,7 +266,8 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
     const file = path.join(server.workspace, name);
     return until(`${name} to be saved`, () => {
       const text = readFileSync(file, 'utf8');
-      return text !== from && text;
+      // Empty while VS Code writes it (truncated first): not saved yet.
+      return text !== from && text !== '' ? text : undefined;
     });
   }
 
