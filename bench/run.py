@@ -26,6 +26,7 @@ BENCHMARKS = {
     "rag_speed": "bench.rag_speed",
     "adapter_switch": "bench.adapter_switch",
     "gateway": "bench.gateway",
+    "inline_completion": "bench.inline_completion",
 }
 
 
