@@ -327,6 +327,30 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
     });
   });
 
+  it('@sage /explain sends the selection as a reference, which the server reads', async (t) => {
+    await shot(t, async () => {
+      await editFile('fix.py', 'total');
+      await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('Shift+End');
+      const chat = page.locator('.interactive-session').first();
+      const input = chat.locator('.interactive-input-part .monaco-editor').first();
+      await input.click();
+      await page.keyboard.press('Control+A');
+      await page.keyboard.press('Backspace');
+      await page.keyboard.insertText('@sage /explain');
+      await chat.locator('.interactive-input-part').filter({ hasText: '@sage /explain' }).waitFor();
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Enter');
+      const response = chat.locator('.interactive-response').last();
+      await response.filter({ hasText: 'To talk to a real model' }).waitFor({ timeout: 30_000 });
+      const text = (await response.textContent()) ?? '';
+      // The selection shows as the answer's reference; the mock repeats what it was sent: the
+      // server's labelled excerpt (not code pasted by the extension).
+      assert.match(text, /Used 1 reference/);
+      assert.match(text, /fix\.py:2[\s\S]*result = sum\(values\)[\s\S]*Explain this code\./);
+    });
+  });
+
   it('shows the model\'s inline completion as ghost text at the cursor, and Tab accepts it', async (t) => {
     await shot(t, async () => {
       await editFile('complete.py', 'half');
