@@ -162,6 +162,18 @@ describe('the settings the panel sends, the newer ones included', () => {
         },
       ]);
       assert.deepEqual(server.messages, [], 'no setting was refused');
+
+      // `sage.completion.enabled: false` turns the ghost text off; unset, it is back on.
+      const uri = pathToFileURL(path.join(tmpdir(), 'sage-settings-test', 'a.py')).href;
+      await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'python', version: 1, text: 'x = ' } });
+      const complete = async (): Promise<string[]> => {
+        const params = { textDocument: { uri }, position: { line: 0, character: 4 }, context: { triggerKind: 1 } };
+        const answer = await server.connection.sendRequest<{ items: { insertText: string }[] } | { insertText: string }[] | null>('textDocument/inlineCompletion', params);
+        return (Array.isArray(answer) ? answer : (answer?.items ?? [])).map((item) => item.insertText);
+      };
+      assert.deepEqual(await complete(), []);
+      await server.pushSettings({ backend: 'mock' });
+      assert.deepEqual(await complete(), ['sage_mock_completion(line=1)']);
     } finally {
       await server.stop();
     }
