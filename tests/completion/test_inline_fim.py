@@ -61,6 +61,7 @@ def completions(fake: OpenAIServer) -> list[dict[str, Any]]:
             ["<EOT>", "<PRE>", "<SUF>", "\n\n\n"],
         ),
     ],
+    ids=["qwen", "starcoder", "deepseek", "codellama"],
 )  # fmt: skip
 async def test_each_code_model_gets_its_fim_prompt(
     fresh: InProcessServer, model: str, prompt: str, stops: list[str]
