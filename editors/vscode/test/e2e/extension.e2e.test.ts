@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { startOpenAIServer, type OpenAIServer } from '../support/openaiServer';
 import { repoRoot } from '../support/paths';
 import {
@@ -110,6 +110,19 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       }
     }
     throw new Error(`the panel did not take the question ${JSON.stringify(question)}`);
+  }
+
+  /** Types `text` into VS Code's Chat view (open already) in place of what is there, and sends it; returns the view. */
+  async function sendInChatView(text: string): Promise<Locator> {
+    const chat = page.locator('.interactive-session').first();
+    await chat.locator('.interactive-input-part .monaco-editor').first().click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.press('Backspace');
+    await page.keyboard.insertText(text);
+    await chat.locator('.interactive-input-part').filter({ hasText: text }).waitFor();
+    await page.keyboard.press('Escape'); // closes the completion list, if any
+    await page.keyboard.press('Enter');
+    return chat;
   }
 
   before(async () => {
@@ -236,13 +249,7 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       await input.waitFor({ timeout: 20_000 });
       // The sage provider's model is the one selected, so @sage works without signing in.
       await chat.locator('.model-picker-item').filter({ hasText: /Sage/ }).waitFor({ timeout: 20_000 });
-      await input.click();
-      await page.keyboard.press('Control+A');
-      await page.keyboard.press('Backspace');
-      await page.keyboard.insertText('@sage what is a map stage?');
-      await chat.locator('.interactive-input-part').filter({ hasText: '@sage what is a map stage?' }).waitFor();
-      await page.keyboard.press('Escape');
-      await page.keyboard.press('Enter');
+      await sendInChatView('@sage what is a map stage?');
       // The mock backend quotes the best passage of the index: the note about map stages.
       const response = chat.locator('.interactive-response').filter({ hasText: 'This is the mock backend' });
       await response.waitFor({ timeout: 30_000 });
@@ -269,6 +276,14 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
       // Empty while VS Code writes it (truncated first): not saved yet.
       return text !== from && text !== '' ? text : undefined;
     });
+  }
+
+  /** Selects line 2 of fix.py, the line the code actions and `/explain` work on. */
+  async function selectFixLine(): Promise<void> {
+    await editFile('fix.py', 'total');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Shift+End');
+    await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
   }
 
   /** Opens the light bulb's menu (Ctrl+.) on the selection and picks `title`. */
@@ -304,18 +319,12 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
 
   it('offers Sage: explain and Sage: fix on a selection; explain opens the chat with it, fix replaces exactly it and Ctrl+Z restores the file', async (t) => {
     await shot(t, async () => {
-      await editFile('fix.py', 'total');
-      await page.keyboard.press('ArrowDown');
-      await page.keyboard.press('Shift+End');
-      await page.locator('.editor-instance .monaco-editor .selected-text').first().waitFor();
+      await selectFixLine();
       await codeAction('Sage: explain');
       const panel = chatPanel(page);
       await panel.locator('.turn[data-status="done"]').filter({ has: panel.locator('.chip', { hasText: 'fix.py:2' }) }).waitFor({ timeout: 30_000 });
 
-      // Back in the editor, the selection is where it was.
-      await editFile('fix.py', 'total');
-      await page.keyboard.press('ArrowDown');
-      await page.keyboard.press('Shift+End');
+      await selectFixLine();
       await codeAction('Sage: fix');
       const fixed = await saved('fix.py', FIX_CODE);
       const [first, selected, rest] = ['def total(values):\n', '    result = sum(values)', '\n    return result\n'];
@@ -329,18 +338,8 @@ describe('the extension in code-server', { skip: missing ?? false }, () => {
 
   it('@sage /explain sends the selection as a reference, which the server reads', async (t) => {
     await shot(t, async () => {
-      await editFile('fix.py', 'total');
-      await page.keyboard.press('ArrowDown');
-      await page.keyboard.press('Shift+End');
-      const chat = page.locator('.interactive-session').first();
-      const input = chat.locator('.interactive-input-part .monaco-editor').first();
-      await input.click();
-      await page.keyboard.press('Control+A');
-      await page.keyboard.press('Backspace');
-      await page.keyboard.insertText('@sage /explain');
-      await chat.locator('.interactive-input-part').filter({ hasText: '@sage /explain' }).waitFor();
-      await page.keyboard.press('Escape');
-      await page.keyboard.press('Enter');
+      await selectFixLine();
+      const chat = await sendInChatView('@sage /explain');
       const response = chat.locator('.interactive-response').last();
       await response.filter({ hasText: 'To talk to a real model' }).waitFor({ timeout: 30_000 });
       const text = (await response.textContent()) ?? '';
