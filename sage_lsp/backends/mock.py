@@ -14,6 +14,7 @@ from sage_lsp.backends.base import (
     StreamEvent,
     Usage,
 )
+from sage_lsp.core.text import indentation
 
 _WORD = re.compile(r"\S+\s*|\s+")
 _FENCE = re.compile(r"([ \t]*)(`{3,}|~{3,})")
@@ -85,8 +86,7 @@ def mock_fix(question: str) -> str | None:
     if found is None:
         return None
     body = _LINE_NUMBER.sub("", found["body"])
-    first = body.lstrip("\n")
-    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    indent = indentation(body.lstrip("\n"))
     comment = _COMMENTS.get(found["language"], "//")
     fence = found["fence"]
     return (

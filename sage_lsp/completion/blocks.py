@@ -10,11 +10,6 @@ import re
 _BLANK_THEN_LINE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*([ \t]*)(?=\S)")
 
 
-def indentation(line: str) -> str:
-    """The leading spaces and tabs of ``line``."""
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
 def block_end(text: str, indent: str) -> int | None:
     """Where ``text`` (written at a cursor whose line is indented by ``indent``) leaves its
     block: the start of the first blank line that a less indented line follows (a line not

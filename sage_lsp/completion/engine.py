@@ -7,10 +7,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sage_lsp.backends.base import Backend, CompletionRequest, Delta
-from sage_lsp.completion.blocks import completion_end, indentation
+from sage_lsp.completion.blocks import completion_end
 from sage_lsp.completion.chat import chat_request, code_of
 from sage_lsp.completion.templates import CHAT, FimTemplate, pick
 from sage_lsp.config import CompletionSettings
+from sage_lsp.core.text import indentation
 
 BLOCK_STOPS = ("\n\n\n",)
 """Stops of every FIM completion besides its template's: two blank lines end a block."""

@@ -20,6 +20,7 @@ from sage_lsp import protocol
 from sage_lsp.backends.base import ChatRequest, Delta
 from sage_lsp.chat.editor_context import Excerpt, fenced_code, problem, reindented
 from sage_lsp.core.errors import BackendError, ErrorKind
+from sage_lsp.core.text import indentation
 from sage_lsp.core.types import Message
 from sage_lsp.server.documents import Document, diagnostics, lsp_range, read, span
 
@@ -126,8 +127,7 @@ async def fix(server: SageServer, arguments: list[Any]) -> protocol.FixResult:
             "the model's answer holds no fenced code block to apply",
             "try again, or say what to change in the instruction",
         )
-    first_line = lines[start_line] if start_line < len(lines) else ""
-    indent = first_line[: len(first_line) - len(first_line.lstrip(" \t"))]
+    indent = indentation(lines[start_line] if start_line < len(lines) else "")
     text = reindented(code, indent, before, old.endswith(("\n", "\r")))
     if "\r\n" in document.text:  # the document's line ends
         text = text.replace("\n", "\r\n")
