@@ -15,6 +15,7 @@ from sage_lsp.gateway.upstream import service_get
 from sage_lsp.services.manager import ServiceManager
 from sage_lsp.services.merge import resolve_base
 from sage_lsp.services.registry import ServiceEntry
+from sage_lsp.services.store import read_json_object
 
 LENGTH_KEYS = (
     "max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
@@ -41,11 +42,8 @@ def launch_length(args: Sequence[str]) -> int | None:
 def config_length(folder: Path) -> int | None:
     """The context a model folder's ``config.json`` gives vLLM by default; None when it has
     none, or when rope scaling changes it."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict) or config.get("rope_scaling"):
+    config = read_json_object(folder / "config.json")
+    if config.get("rope_scaling"):
         return None
     lengths = [config[key] for key in LENGTH_KEYS if isinstance(config.get(key), int)]
     return min(lengths) if lengths else None

@@ -4,11 +4,9 @@ store) and ``vllm`` with ``--model`` and no ``--base-url`` (a base model)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from sage_lsp import protocol
 from sage_lsp.backends.base import ChatRequest, CompletionRequest, StreamEvent
@@ -21,7 +19,7 @@ from sage_lsp.services.manager import (
     ServiceManager,
     held_service,
 )
-from sage_lsp.services.store import ModelStore
+from sage_lsp.services.store import ModelStore, read_json_object
 
 Ensure = Callable[[ServiceManager], Awaitable[ServiceHandle]]
 Send = Callable[[OpenAICompatibleBackend], AsyncGenerator[StreamEvent, None]]
@@ -184,23 +182,14 @@ class ManagedBackend:
         await self.manager.release()
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; empty when there is none or it cannot be read."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def added_tokens(folder: Path) -> frozenset[str]:
     """The added tokens of the tokenizer in ``folder``: ``added_tokens_decoder`` and
     ``additional_special_tokens`` of its ``tokenizer_config.json`` (as transformers 4 writes
     them) and ``added_tokens`` of its ``tokenizer.json`` (where transformers 5 keeps them)."""
-    config = _json_object(folder / "tokenizer_config.json")
+    config = read_json_object(folder / "tokenizer_config.json")
     decoder = config.get("added_tokens_decoder")
     added = list(decoder.values()) if isinstance(decoder, dict) else []
-    listed = _json_object(folder / "tokenizer.json").get("added_tokens")
+    listed = read_json_object(folder / "tokenizer.json").get("added_tokens")
     added += listed if isinstance(listed, list) else []
     tokens = {t.get("content") for t in added if isinstance(t, dict)}
     special = config.get("additional_special_tokens")

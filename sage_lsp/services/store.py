@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sage_lsp.config import model_name
 from sage_lsp.core.errors import BackendError, ErrorKind, InvalidInput
@@ -35,6 +35,16 @@ def check_name(name: str) -> str:
         raise InvalidModelName(f"invalid model name {name!r}: {exc}") from None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a model folder's config, a record); ``{}`` when the file is
+    missing, unreadable or holds no object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class FinetunedModel:
     """One model folder of the store."""
@@ -47,11 +57,7 @@ class FinetunedModel:
     @property
     def meta(self) -> dict[str, object]:
         """``finetune_meta.json``, or ``{}`` when it is missing or unreadable."""
-        try:
-            data = json.loads((self.path / "finetune_meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_object(self.path / "finetune_meta.json")
 
     @property
     def base_model(self) -> str | None:
